@@ -1,0 +1,198 @@
+"""The pool of scorer actors and the driver loop that feeds them shards.
+
+One actor per GPU of the cluster (``num_gpus=1``) or, without GPUs, per CPU slot
+(``num_cpus=1``, one torch thread), each pinned to its node with a soft node affinity and
+named after node and device so the dashboard tells them apart. The driver hands out one
+shard per idle actor and consumes each actor's per-cell stream. When an actor dies, the
+cells it had not yet returned go back to the front of the queue and the actor is
+replaced; a cell during which workers died ``max_cell_attempts`` times becomes error rows.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from orchestrator.plan import Shard
+from orchestrator.scoring import Row, describe_error
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    """A place for one actor: a node and a device kind; the actor in it may be replaced."""
+
+    name: str
+    node_id: str
+    host: str
+    kind: str  # "gpu" or "cpu"
+    threads: int
+    restarts: int = 0
+    actor: Any = None
+
+
+@dataclass
+class ShardWork:
+    """A shard in progress: rows of the cells done so far, and per-cell death counts."""
+
+    shard: Shard
+    job: Mapping[str, Any]
+    rows: list[list[Row]] = field(default_factory=list)
+    attempts: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def next_cell(self) -> int:
+        return len(self.rows)
+
+    @property
+    def done(self) -> bool:
+        return self.next_cell >= len(self.shard)
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "node"
+
+
+def plan_slots(sweep_name: str, use_gpus: bool, num_actors: int | None) -> list[Slot]:
+    """Slots on the live nodes, round-robin across nodes, at most ``num_actors``."""
+    per_node: list[list[Slot]] = []
+    for node in sorted(ray.nodes(), key=lambda n: n["NodeManagerAddress"]):
+        if not node.get("Alive"):
+            continue
+        res = node.get("Resources", {})
+        gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 0))
+        host = _safe(node.get("NodeManagerHostname") or node["NodeManagerAddress"])
+        ip = _safe(node["NodeManagerAddress"])
+        count, kind = (gpus, "gpu") if use_gpus else (cpus, "cpu")
+        threads = max(1, cpus // max(gpus, 1)) if use_gpus else 1
+        per_node.append([
+            Slot(f"scorer-{_safe(sweep_name)}-{host}-{ip}-{kind}{k}", node["NodeID"], host, kind, threads)
+            for k in range(count)
+        ])
+    slots = [s for group in _round_robin(per_node) for s in group]
+    return slots[:num_actors] if num_actors else slots
+
+
+def _round_robin(groups: list[list[Slot]]) -> list[list[Slot]]:
+    out = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.append([g[i] for g in groups if i < len(g)])
+    return out
+
+
+def cluster_has_gpus() -> bool:
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+ActorFactory = Callable[[Slot], Any]
+
+
+def run_pool(
+    work: list[ShardWork],
+    slots: list[Slot],
+    make_actor: ActorFactory,
+    on_cell: Callable[[list[Row]], None],
+    on_shard: Callable[[ShardWork], None],
+    failed_rows: Callable[[Shard, int, str], list[Row]],
+    max_cell_attempts: int = 2,
+    max_actor_restarts: int = 3,
+    wait_seconds: float = 1.0,
+) -> None:
+    """Score every shard of ``work``; ``on_shard`` is called once per finished shard."""
+    queue = deque(work)
+    idle: deque[Slot] = deque()
+    for slot in slots:
+        slot.actor = make_actor(slot)
+        idle.append(slot)
+    inflight: dict[Any, tuple[Slot, ShardWork]] = {}
+    try:
+        while queue or inflight:
+            while idle and queue:
+                slot, item = idle.popleft(), queue.popleft()
+                gen = slot.actor.score.remote(item.shard, item.job, item.next_cell)
+                inflight[gen] = (slot, item)
+            if not inflight:
+                raise RuntimeError(
+                    f"every scorer actor died and none could be restarted; {len(queue)} shard(s) "
+                    "were not scored (rerun the same command to resume)"
+                )
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait_seconds)
+            for gen in ready:
+                slot, item = inflight[gen]
+                try:
+                    rows = ray.get(next(gen))
+                except StopIteration:
+                    del inflight[gen]
+                    idle.append(slot)
+                    if item.done:
+                        on_shard(item)
+                    else:  # the stream ended early: hand the rest out again
+                        queue.appendleft(item)
+                    continue
+                except (RayActorError, RayTaskError) as exc:
+                    del inflight[gen]
+                    died = isinstance(exc, RayActorError)
+                    _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
+                    if item.done:
+                        on_shard(item)
+                    else:
+                        queue.appendleft(item)
+                    if not died:
+                        idle.append(slot)
+                    elif _replace(slot, make_actor, max_actor_restarts):
+                        idle.append(slot)
+                    continue
+                item.rows.append(rows)
+                on_cell(rows)
+    finally:
+        for gen in inflight:
+            try:
+                ray.cancel(gen)
+            except Exception:  # noqa: BLE001 - best effort while tearing down
+                pass
+        for slot in slots:
+            if slot.actor is not None:
+                ray.kill(slot.actor)
+                slot.actor = None
+
+
+def _cell_failed(
+    item: ShardWork, exc: Exception, max_attempts: int, on_cell: Callable[[list[Row]], None],
+    failed_rows: Callable[[Shard, int, str], list[Row]],
+) -> None:
+    """Count a failure against the cell in flight; past the limit it becomes error rows."""
+    pos = item.next_cell
+    item.attempts[pos] = item.attempts.get(pos, 0) + 1
+    log.warning("cell %s of %s/%s failed (attempt %d): %s", item.shard.ids[pos],
+                item.shard.job.partition, item.shard.name, item.attempts[pos], describe_error(exc))
+    if item.attempts[pos] < max_attempts:
+        return
+    what = "the worker died" if isinstance(exc, RayActorError) else "the worker raised"
+    error = f"{what} {item.attempts[pos]} times while scoring this cell: {describe_error(exc)}"
+    rows = failed_rows(item.shard, pos, error)
+    item.rows.append(rows)
+    on_cell(rows)
+
+
+def _replace(slot: Slot, make_actor: ActorFactory, max_restarts: int) -> bool:
+    """Start a new actor in ``slot`` unless it has been restarted too often."""
+    if slot.actor is not None:
+        ray.kill(slot.actor)
+        slot.actor = None
+    if slot.restarts >= max_restarts:
+        log.warning("giving up slot %s after %d restarts", slot.name, slot.restarts)
+        return False
+    slot.restarts += 1
+    slot.actor = make_actor(slot)
+    return True
+
+
+def node_affinity(slot: Slot) -> NodeAffinitySchedulingStrategy:
+    return NodeAffinitySchedulingStrategy(node_id=slot.node_id, soft=True)

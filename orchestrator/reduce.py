@@ -1,0 +1,178 @@
+"""The reducer: scores dataset + ground truth -> metrics.parquet and report.md.
+
+Run by the sweep when scoring ends, or by hand on any sweep output folder::
+
+    python -m orchestrator.reduce outputs/nb201_smoke
+
+It reads ``<out>/scores`` with ``pyarrow.dataset``, joins the space's ground truth (the
+column named per dataset in ``space.<name>.truth``, never guessed), and computes every
+metric of ``orchestrator.metrics`` per (space, dataset, proxy, seed), then their mean and
+sample standard deviation over seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from omegaconf import OmegaConf
+
+from orchestrator.errors import SweepError
+from orchestrator.metrics import ranking_metrics
+from orchestrator.report import write_report
+from orchestrator.store import ScoreStore
+from spaces import make_space
+from spaces.data_root import MissingDataError, resolve_root
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.parquet"
+REPORT_FILE = "report.md"
+
+METRICS_SCHEMA = pa.schema(
+    [
+        ("space", pa.string()), ("dataset", pa.string()), ("truth", pa.string()),
+        ("proxy", pa.string()),
+        pa.field("seed", pa.int64(), nullable=True),
+        ("aggregate", pa.string()),  # "seed" (one seed's value), "mean" or "std" over seeds
+        ("metric", pa.string()), ("value", pa.float64()), ("n_cells", pa.int64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    metrics: pa.Table
+    metrics_path: Path
+    report_path: Path
+
+
+def higher_is_better(proxy: str) -> bool:
+    from proxies import PROXIES
+
+    return PROXIES[proxy].higher_is_better if proxy in PROXIES else True
+
+
+def _truth_arrays(space_obj: Any, dataset: str, column: str) -> dict[str, float]:
+    truth = space_obj.ground_truth(dataset, column)
+    ids = truth.column("arch_id").to_pylist()
+    acc = truth.column("accuracy").to_numpy(zero_copy_only=False)
+    return {i: a for i, a in zip(ids, acc) if np.isfinite(a)}
+
+
+def compute_metrics(
+    scores: pa.Table, config: Mapping[str, Any], data_root: Path
+) -> pa.Table:
+    """Long table of metrics for every (space, dataset, proxy, seed) and over seeds."""
+    metric_cfg = config.get("metrics", {})
+    top_k = tuple(metric_cfg.get("top_k_percent", (1, 5, 10, 50)))
+    kendall_k = metric_cfg.get("kendall_top_percent", 10)
+    ok = scores.filter(pc.equal(scores["status"], "ok"))
+    out: list[dict[str, Any]] = []
+    for space, dataset in sorted(set(zip(scores["space"].to_pylist(), scores["dataset"].to_pylist()))):
+        settings = config["space"][space]
+        column = settings["truth"][dataset]
+        truth = _truth_arrays(make_space(space, settings, data_root), dataset, column)
+        part = ok.filter(pc.and_(pc.equal(ok["space"], space), pc.equal(ok["dataset"], dataset)))
+        for proxy in sorted(set(scores.filter(pc.equal(scores["space"], space))["proxy"].to_pylist())):
+            sign = 1.0 if higher_is_better(proxy) else -1.0
+            per_seed: dict[str, list[float]] = {}
+            counts = []
+            by_proxy = part.filter(pc.equal(part["proxy"], proxy))
+            for seed in sorted(set(by_proxy["seed"].to_pylist())):
+                rows = by_proxy.filter(pc.equal(by_proxy["seed"], seed))
+                pairs = [(s, truth[i]) for i, s in zip(rows["arch_id"].to_pylist(), rows["score"].to_pylist()) if i in truth]
+                if len(pairs) < 2:
+                    continue
+                s, a = np.array(pairs, dtype=np.float64).T
+                values = ranking_metrics(sign * s, a, top_k, kendall_k)
+                counts.append(len(pairs))
+                for name, value in values.items():
+                    out.append(dict(space=space, dataset=dataset, truth=column, proxy=proxy, seed=seed,
+                                    aggregate="seed", metric=name, value=value, n_cells=len(pairs)))
+                    per_seed.setdefault(name, []).append(value)
+            for name, values in per_seed.items():
+                arr = np.asarray(values, dtype=np.float64)
+                std = float(np.std(arr, ddof=1)) if len(arr) > 1 else float("nan")
+                for agg, value in (("mean", float(np.mean(arr))), ("std", std)):
+                    out.append(dict(space=space, dataset=dataset, truth=column, proxy=proxy, seed=None,
+                                    aggregate=agg, metric=name, value=value, n_cells=min(counts)))
+    return pa.Table.from_pylist(out, schema=METRICS_SCHEMA)
+
+
+def load_config(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / CONFIG_FILE
+    if not path.exists():
+        raise SweepError(f"{path} not found: is {out_dir} the output folder of a proxysweep sweep?")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+
+
+def reduce_sweep(out_dir: Path, data_root: Path | None = None, config: Mapping[str, Any] | None = None) -> Reduction:
+    """Compute and write ``metrics.parquet`` and ``report.md`` for the sweep in ``out_dir``."""
+    out_dir = Path(out_dir)
+    config = dict(config or load_config(out_dir))
+    root = data_root or resolve_root(config["data"]["root"])
+    scores = ScoreStore(out_dir).read_scores()
+    if scores.num_rows == 0:
+        raise SweepError(f"no scores under {out_dir / 'scores'}: nothing to reduce")
+    try:
+        metrics = compute_metrics(scores, config, root)
+    except MissingDataError as exc:
+        raise SweepError(str(exc)) from None
+    metrics_path = out_dir / METRICS_FILE
+    tmp = metrics_path.with_name(metrics_path.name + ".tmp")
+    pq.write_table(metrics, tmp)
+    tmp.replace(metrics_path)
+    report_path = write_report(out_dir / REPORT_FILE, config, scores, metrics)
+    return Reduction(metrics, metrics_path, report_path)
+
+
+def summary_rows(metrics: pa.Table, keys: Sequence[str] = ("kendall_tau", "spearman", "precision_top_10")) -> list[dict[str, Any]]:
+    """Mean and std over seeds of a few metrics, one row per (space, dataset, proxy)."""
+    table = metrics.filter(pc.is_in(metrics["aggregate"], pa.array(["mean", "std"])))
+    rows: dict[tuple, dict[str, Any]] = {}
+    for r in table.to_pylist():
+        key = (r["space"], r["dataset"], r["proxy"])
+        row = rows.setdefault(key, {"space": key[0], "dataset": key[1], "proxy": key[2], "n_cells": r["n_cells"]})
+        if r["metric"] in keys:
+            row[f"{r['metric']}_{r['aggregate']}"] = r["value"]
+    return [rows[k] for k in sorted(rows)]
+
+
+def format_summary(rows: list[dict[str, Any]], keys: Sequence[str] = ("kendall_tau", "spearman", "precision_top_10")) -> str:
+    """A plain-text table of ``summary_rows`` for the terminal."""
+    heads = ["space", "dataset", "proxy", "cells"] + [k.replace("precision_top_", "P@top") + "%" * k.startswith("precision") for k in keys]
+    lines = []
+    for r in rows:
+        cells = [r["space"], r["dataset"], r["proxy"], str(r["n_cells"])]
+        for k in keys:
+            mean, std = r.get(f"{k}_mean", float("nan")), r.get(f"{k}_std", float("nan"))
+            cells.append(f"{mean:+.3f}" + (f" ± {std:.3f}" if np.isfinite(std) else ""))
+        lines.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(heads, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*heads), fmt.format(*("-" * w for w in widths))] + [fmt.format(*c) for c in lines])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.reduce", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="a sweep's output folder (holds scores/ and config.yaml)")
+    parser.add_argument("--data-root", type=Path, default=None, help="where the truth tables are (default: the sweep's data.root)")
+    args = parser.parse_args(argv)
+    try:
+        result = reduce_sweep(args.out_dir, resolve_root(args.data_root) if args.data_root else None)
+    except SweepError as exc:
+        print(f"proxysweep: error: {exc}", file=sys.stderr)
+        return 2
+    print(format_summary(summary_rows(result.metrics)))
+    print(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Score one cell with every requested proxy: the work an actor does per cell.
+
+Determinism: the torch, numpy and Python RNGs are seeded from (sweep seed, space, cell id)
+before the model is built, and again from (that seed, proxy name) before each proxy, so a
+score depends on neither the shard, the worker, the order nor the other proxies requested.
+A proxy that raises, or returns nan/inf, gives a row with its status; the others go on.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from proxies import ScoringContext, get_proxy
+from spaces.base import SearchSpace
+from spaces.batches import BatchSpec, derive_seed
+
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Who scores: recorded in every row."""
+
+    name: str
+    device: torch.device
+    host: str
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What every cell of a job shares: the head size, the input shape and fixed batches."""
+
+    space: str
+    dataset: str
+    seed: int
+    num_classes: int
+    input_shape: tuple[int, ...]
+    batches: Mapping[BatchSpec, tuple[torch.Tensor, torch.Tensor]]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (all devices), numpy's global RNG and Python's ``random``."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def cell_seed(space: str, seed: int, arch_id: str) -> int:
+    """The seed a cell's network is initialised with."""
+    return derive_seed("cell", space, seed, arch_id)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: exception type, message, and where in the code it was raised."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno})" if frames else ""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}{where}"[:2000]
+
+
+def score_cell(
+    space: SearchSpace,
+    job: JobInputs,
+    arch_id: str,
+    arch: str,
+    proxies: Sequence[tuple[str, Mapping[str, Any]]],
+    worker: Worker,
+) -> list[Row]:
+    """One row per requested proxy for the cell ``arch_id``."""
+    base = {
+        "space": job.space, "dataset": job.dataset, "seed": job.seed, "arch_id": arch_id,
+        "arch": arch, "worker": worker.name, "device": str(worker.device), "host": worker.host,
+    }
+    seed = cell_seed(job.space, job.seed, arch_id)
+    seed_everything(seed)
+    start = time.perf_counter()
+    try:
+        model = space.build(space.parse(arch), job.num_classes).to(worker.device).train()
+    except Exception as exc:  # a malformed or unbuildable cell: every proxy gets the error
+        error = f"building the model failed: {describe_error(exc)}"
+        return [
+            {**base, "proxy": name, "score": None, "status": "error", "error": error,
+             "seconds": 0.0, "shared_seconds": 0.0}
+            for name, _ in proxies
+        ]
+    build_seconds = time.perf_counter() - start
+    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device)
+    rows = []
+    for name, params in proxies:
+        seed_everything(derive_seed(seed, name))
+        ctx.used.clear()
+        computed_before = dict(ctx.pass_seconds)
+        start = time.perf_counter()
+        score: float | None = None
+        error: str | None = None
+        try:
+            score = float(get_proxy(name).fn(ctx, params))
+            status = "ok" if math.isfinite(score) else "nonfinite"
+            if status != "ok":
+                error, score = f"the proxy returned {score}", None
+        except Exception as exc:
+            status, error = "error", describe_error(exc)
+            if worker.device.type == "cuda":
+                torch.cuda.empty_cache()
+        finally:
+            ctx.restore()
+        elapsed = time.perf_counter() - start
+        ran_here = sum(s for k, s in ctx.pass_seconds.items() if k not in computed_before)
+        shared = build_seconds + sum(ctx.pass_seconds[k] for k in ctx.used)
+        rows.append(
+            {**base, "proxy": name, "score": score, "status": status, "error": error,
+             "seconds": (elapsed - ran_here) + shared, "shared_seconds": shared}
+        )
+    return rows

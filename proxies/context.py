@@ -1,0 +1,178 @@
+"""The per-cell scoring context: one model, its fixed batches, and shared passes run once.
+
+Proxies that need the same pass (the loss gradients of the weights, the ReLU activation
+patterns, the input Jacobian) ask the context for it; the first asker pays for it and the
+others reuse it. After every pass and after every proxy, the model's parameters and buffers
+are put back to their initial values, so no proxy sees another's side effects (BatchNorm
+running statistics included). Proxies that must transform the network (synflow's absolute
+weights in float64) work on ``fresh_copy()``.
+
+Timing: the context records how long each shared pass took and which passes a proxy used,
+so the scorer can report both a proxy's own work and the shared cost it relied on.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spaces.batches import BatchSpec
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def batch_spec(params: Mapping[str, Any]) -> BatchSpec:
+    """The batch a proxy's settings ask for (keys ``batch_size`` and ``augment``)."""
+    return BatchSpec(size=int(params["batch_size"]), augment=bool(params["augment"]))
+
+
+def weight_layers(model: nn.Module) -> list[nn.Module]:
+    """Conv2d and Linear layers in module order: the layers zero-cost-nas measures
+    (``get_layer_metric_array`` in foresight/pruners/p_utils.py)."""
+    return [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def set_mode(model: nn.Module, mode: str) -> None:
+    """``train`` (BatchNorm uses batch statistics) or ``eval`` (running statistics)."""
+    if mode not in ("train", "eval"):
+        raise ValueError(f"mode must be 'train' or 'eval', not {mode!r}")
+    model.train(mode == "train")
+
+
+@dataclass
+class LayerGrad:
+    """A measured layer's weight and the gradient of the loss with respect to it."""
+
+    weight: torch.Tensor
+    grad: torch.Tensor
+
+
+class ScoringContext:
+    """Everything a proxy may read about one cell."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: Mapping[BatchSpec, Batch],
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        device: torch.device,
+    ) -> None:
+        self.model = model
+        self.batches = batches
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.device = device
+        self._initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._cache: dict[tuple, Any] = {}
+        self.pass_seconds: dict[tuple, float] = {}
+        self.used: set[tuple] = set()
+
+    # -- bookkeeping --------------------------------------------------------------------
+    def restore(self) -> None:
+        """Put parameters and buffers back to their initial values; clear gradients."""
+        self.model.load_state_dict(self._initial)
+        self.model.zero_grad(set_to_none=True)
+
+    def fresh_copy(self) -> nn.Module:
+        """An independent copy of the model with its initial weights, for proxies that
+        transform the network."""
+        clone = copy.deepcopy(self.model)
+        clone.load_state_dict(self._initial)
+        clone.zero_grad(set_to_none=True)
+        return clone
+
+    def shared(self, key: tuple, compute: Callable[[], Any]) -> Any:
+        """The result of a shared pass, computed on first use; marks it used by the caller."""
+        self.used.add(key)
+        if key not in self._cache:
+            start = time.perf_counter()
+            try:
+                self._cache[key] = compute()
+            finally:
+                self.restore()
+                self.pass_seconds[key] = time.perf_counter() - start
+        return self._cache[key]
+
+    def batch(self, spec: BatchSpec) -> Batch:
+        """The fixed batch for ``spec`` (already on the device)."""
+        try:
+            return self.batches[spec]
+        except KeyError:
+            raise KeyError(f"no fixed batch {spec} was prepared for this job") from None
+
+    # -- shared passes ------------------------------------------------------------------
+    def loss_gradients(self, spec: BatchSpec, mode: str = "train") -> list[LayerGrad]:
+        """Cross-entropy loss on the batch, one backward; weight and gradient per measured
+        layer. Serves grad_norm, snip, plain and the other per-weight gradient proxies."""
+
+        def compute() -> list[LayerGrad]:
+            x, y = self.batch(spec)
+            set_mode(self.model, mode)
+            self.model.zero_grad(set_to_none=True)
+            F.cross_entropy(self.model(x), y).backward()
+            return [
+                LayerGrad(
+                    layer.weight.detach().clone(),
+                    layer.weight.grad.detach().clone()
+                    if layer.weight.grad is not None
+                    else torch.zeros_like(layer.weight),
+                )
+                for layer in weight_layers(self.model)
+            ]
+
+        return self.shared(("loss_gradients", spec, mode), compute)
+
+    def input_jacobian(self, spec: BatchSpec, mode: str = "train") -> torch.Tensor:
+        """Gradient of the sum of the logits with respect to each input image, N x D."""
+
+        def compute() -> torch.Tensor:
+            x, _ = self.batch(spec)
+            x = x.detach().clone().requires_grad_(True)
+            set_mode(self.model, mode)
+            out = self.model(x)
+            out.backward(torch.ones_like(out))
+            return x.grad.detach().reshape(x.shape[0], -1)
+
+        return self.shared(("input_jacobian", spec, mode), compute)
+
+    def relu_kernel(self, spec: BatchSpec, mode: str = "train") -> np.ndarray:
+        """NASWOT's kernel K[i, j]: over all ReLU units on a path to the output, how many
+        agree on being active for inputs i and j (units minus Hamming distance), float64."""
+
+        def compute() -> np.ndarray:
+            x, _ = self.batch(spec)
+            set_mode(self.model, mode)
+            calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+            def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+                codes = (inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0).to(torch.float32)
+                agree = codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
+                calls.append((output, agree))
+
+            handles = [
+                m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, nn.ReLU)
+            ]
+            try:
+                out = self.model(x)
+            finally:
+                for h in handles:
+                    h.remove()
+            # A ReLU counts only if its output reaches the logits, as in the reference,
+            # which counts the ReLUs its backward pass visits.
+            reached = torch.autograd.grad(
+                out.sum(), [o for o, _ in calls], allow_unused=True
+            )
+            kernel = np.zeros((x.shape[0], x.shape[0]), dtype=np.float64)
+            for (_, agree), grad in zip(calls, reached):
+                if grad is not None:
+                    kernel += agree.cpu().numpy().astype(np.float64)
+            return kernel
+
+        return self.shared(("relu_kernel", spec, mode), compute)

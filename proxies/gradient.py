@@ -1,0 +1,90 @@
+"""Gradient-based proxies of Abdelfattah et al., "Zero-Cost Proxies for Lightweight NAS"
+(ICLR 2021), as defined in SamsungLabs/zero-cost-nas ``foresight/pruners/measures/``.
+
+Common reference choices kept: the network is in train mode (BatchNorm on batch
+statistics); only Conv2d and Linear weights are measured, in module order; a per-weight
+measure is summed over all of them (``find_measures`` / ``sum_arr`` in predictive.py); the
+loss is cross-entropy on one batch of 64 augmented training images.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from proxies.context import ScoringContext, batch_spec, set_mode, weight_layers
+from proxies.registry import register
+
+
+@register("grad_norm", uses_labels=True)
+def grad_norm(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """Sum over layers of the Euclidean norm of the loss gradient of the layer's weight
+    (grad_norm.py: ``l.weight.grad.norm()`` per layer, then summed)."""
+    layers = ctx.loss_gradients(batch_spec(params), params["mode"])
+    return float(sum(layer.grad.double().norm() for layer in layers))
+
+
+@register("snip", uses_labels=True)
+def snip(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """SNIP saliency |dL/dm| of a multiplicative all-ones weight mask, summed.
+
+    snip.py computes the gradient with respect to a mask m = 1 on w * m; that gradient is
+    w * dL/dw exactly, so this reads the shared loss-gradient pass instead of re-running it.
+    """
+    layers = ctx.loss_gradients(batch_spec(params), params["mode"])
+    return float(sum((layer.weight.double() * layer.grad.double()).abs().sum() for layer in layers))
+
+
+@register("synflow", uses_images=False)
+def synflow(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """SynFlow (Tanaka et al. 2020) as synflow.py computes it: on a copy of the network
+    with absolute values of all parameters and buffers, in float64, BatchNorm removed
+    (``bn: false``, the reference's ``synflow``; ``bn: true`` keeps it, ``synflow_bn``),
+    one all-ones input; score = sum of |w * dR/dw| with R the sum of the outputs.
+
+    The reference's NB201 copy keeps BatchNorm in its two reduction blocks (an artefact of
+    its model class, not of the method); here ``bn: false`` removes every BatchNorm.
+    """
+    net = ctx.fresh_copy()
+    if not params["bn"]:
+        _remove_batchnorm(net)
+    net.double()
+    with torch.no_grad():
+        for tensor in net.state_dict().values():
+            tensor.abs_()
+    set_mode(net, params["mode"])
+    ones = torch.ones((1, *ctx.input_shape), dtype=torch.float64, device=ctx.device)
+    net.zero_grad(set_to_none=True)
+    net(ones).sum().backward()
+    total = 0.0
+    with torch.no_grad():
+        for layer in weight_layers(net):
+            if layer.weight.grad is not None:
+                total += float((layer.weight * layer.weight.grad).abs().sum())
+    return total
+
+
+def _remove_batchnorm(net: nn.Module) -> None:
+    """Replace every BatchNorm layer by the identity (the reference's ``copynet(bn=False)``)."""
+    for name, child in list(net.named_children()):
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(net, name, nn.Identity())
+        else:
+            _remove_batchnorm(child)
+
+
+@register("jacob_cov")
+def jacob_cov(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """Jacobian covariance (Mellor et al. 2020, v1 of NASWOT) as jacob_cov.py computes it:
+    J = d(sum of logits)/d(input) per image, C = corrcoef of the rows of J, eigenvalues v of
+    C, score = -sum(log(v + k) + 1/(v + k)) with k = 1e-5. C is symmetric, so its
+    eigenvalues come from ``eigvalsh`` (the reference's ``eig`` gives the same values)."""
+    jac = ctx.input_jacobian(batch_spec(params), params["mode"]).cpu().numpy().astype(np.float64)
+    corr = np.corrcoef(jac)
+    if not np.all(np.isfinite(corr)):
+        raise FloatingPointError("Jacobian correlation is not finite (an input's Jacobian is constant)")
+    v = np.linalg.eigvalsh(corr)
+    k = float(params["k"])
+    return float(-np.sum(np.log(v + k) + 1.0 / (v + k)))

@@ -1,0 +1,112 @@
+"""NAS-Bench-201: 15,625 cells, their official indices, networks and trained accuracies.
+
+The official index <-> cell string mapping is the order of the benchmark's own file (it is
+not a product order of the six edge operations), so it is read from the ``arch_index`` and
+``arch_str`` columns of the accuracy table; ``cells`` checks that the table holds each of the
+5^6 cells exactly once under indices 0..15624.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from torch import nn
+
+from spaces.base import CellTable, require_files
+from spaces.nb201_network import EDGES, OPS, NB201Network
+
+NUM_CELLS = len(OPS) ** len(EDGES)
+TRUTH_HOW_TO = (
+    "a Parquet table with columns arch_index, arch_str and accuracy columns, built from "
+    "NATS-Bench/NAS-Bench-201 results (see the README section 'Data')"
+)
+
+
+def format_cell(ops: Sequence[str]) -> str:
+    """The benchmark's cell string, e.g. ``|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|``."""
+    nodes = []
+    for target in (1, 2, 3):
+        edges = [f"{op}~{src}" for op, (tgt, src) in zip(ops, EDGES) if tgt == target]
+        nodes.append("|" + "|".join(edges) + "|")
+    return "+".join(nodes)
+
+
+def parse_cell(arch: str) -> tuple[str, ...]:
+    """The six edge operations of a cell string; ValueError naming the problem otherwise."""
+    nodes = arch.split("+")
+    if len(nodes) != 3:
+        raise ValueError(f"malformed NAS-Bench-201 cell {arch!r}: expected 3 nodes joined by '+'")
+    ops: list[str] = []
+    for target, node in enumerate(nodes, start=1):
+        if not (node.startswith("|") and node.endswith("|")):
+            raise ValueError(f"malformed NAS-Bench-201 cell {arch!r}: node {node!r} not in |...|")
+        edges = node[1:-1].split("|")
+        if len(edges) != target:
+            raise ValueError(f"malformed NAS-Bench-201 cell {arch!r}: node {target} needs {target} edges")
+        for source, edge in enumerate(edges):
+            op, sep, src = edge.partition("~")
+            if not sep or src != str(source) or op not in OPS:
+                raise ValueError(
+                    f"malformed NAS-Bench-201 cell {arch!r}: edge {edge!r} must be "
+                    f"<op>~{source} with op in {OPS}"
+                )
+            ops.append(op)
+    return tuple(ops)
+
+
+class NB201Space:
+    """NAS-Bench-201 topology space (settings: ``conf/space/nb201.yaml``)."""
+
+    name = "nb201"
+    num_classes: Mapping[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+
+    def __init__(self, settings: Mapping, data_root: Path | None = None) -> None:
+        self.settings = settings
+        self.data_root = data_root
+        self.channels = int(settings.get("channels", 16))
+        self.cells_per_stage = int(settings.get("cells_per_stage", 5))
+
+    def _table_path(self) -> Path:
+        if self.data_root is None:
+            raise RuntimeError("this NB201Space was made without a data root")
+        return self.data_root / self.settings["truth_file"]
+
+    def required_files(self) -> list[tuple[str, str]]:
+        return [(self.settings["truth_file"], TRUTH_HOW_TO)]
+
+    @cached_property
+    def _table(self) -> pa.Table:
+        require_files(self.data_root, self.required_files())  # type: ignore[arg-type]
+        return pq.read_table(self._table_path())
+
+    def cells(self) -> CellTable:
+        table = self._table.sort_by("arch_index")
+        index = table.column("arch_index").to_pylist()
+        archs = table.column("arch_str").to_pylist()
+        if index != list(range(NUM_CELLS)):
+            raise ValueError(f"{self._table_path()}: arch_index must be 0..{NUM_CELLS - 1}, each once")
+        specs = {parse_cell(a) for a in archs}
+        if len(specs) != NUM_CELLS:
+            raise ValueError(f"{self._table_path()}: a cell string appears more than once")
+        return CellTable(ids=[str(i) for i in index], archs=archs)
+
+    def parse(self, arch: str) -> tuple[str, ...]:
+        return parse_cell(arch)
+
+    def build(self, spec: object, num_classes: int) -> nn.Module:
+        return NB201Network(spec, num_classes, self.channels, self.cells_per_stage)  # type: ignore[arg-type]
+
+    def truth_columns(self) -> Sequence[str]:
+        return [c for c in self._table.column_names if c not in ("arch_index", "arch_str")]
+
+    def ground_truth(self, dataset: str, column: str) -> pa.Table:
+        if column not in self.truth_columns():
+            raise ValueError(f"no truth column {column!r} in {self._table_path()}; have {self.truth_columns()}")
+        table = self._table
+        ids = pa.array([str(i) for i in table.column("arch_index").to_pylist()])
+        acc = table.column(column).cast(pa.float64())
+        return pa.table({"arch_id": ids, "accuracy": acc})
+

@@ -1,0 +1,118 @@
+"""The NAS-Bench-201 network, built like the benchmark's own training code builds it.
+
+Follows the macro structure of NAS-Bench-201 (Dong & Yang, ICLR 2020; ``TinyNetwork`` and
+``InferCell`` in D-X-Y/AutoDL-Projects ``xautodl/models/cell_infers``): a 3x3 conv + BN stem,
+three stages of five cells with 16/32/64 channels separated by residual reduction blocks,
+BN + ReLU, global average pooling and a linear head. A cell only instantiates the operation
+chosen on each of its six edges, with convolutions without bias followed by affine
+BatchNorm, so parameter counts equal the benchmark's ``params`` column. ``forward`` returns
+the logits alone.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+#: (target node, source node) of the six edges, in cell-string order
+EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+
+
+class ReLUConvBN(nn.Sequential):
+    """ReLU, convolution without bias, affine BatchNorm: the benchmark's conv operation."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
+            nn.BatchNorm2d(c_out, affine=True, track_running_stats=True),
+        )
+
+
+class Zero(nn.Module):
+    """The 'none' edge: multiplies by zero, so it stays in the autograd graph as upstream."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+def make_op(name: str, channels: int) -> nn.Module:
+    """One edge operation of a cell (stride 1, channels in == channels out)."""
+    if name == "none":
+        return Zero()
+    if name == "skip_connect":
+        return nn.Identity()
+    if name == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1, 1, 0)
+    if name == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3, 1, 1)
+    if name == "avg_pool_3x3":
+        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+    raise ValueError(f"unknown NAS-Bench-201 operation {name!r}; expected one of {OPS}")
+
+
+class Cell(nn.Module):
+    """A 4-node cell: node j sums its incoming edges; node 3 is the output."""
+
+    def __init__(self, ops: Sequence[str], channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(make_op(op, channels) for op in ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for target in (1, 2, 3):
+            nodes.append(
+                sum(
+                    op(nodes[source])
+                    for op, (tgt, source) in zip(self.edges, EDGES)
+                    if tgt == target
+                )
+            )
+        return nodes[3]
+
+
+class ResidualReduction(nn.Module):
+    """The benchmark's reduction block: two ReLUConvBN (stride 2, then 1) plus an
+    average-pool + 1x1 conv shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(kernel_size=2, stride=2, padding=0),
+            nn.Conv2d(c_in, c_out, kernel_size=1, stride=1, padding=0, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+class NB201Network(nn.Module):
+    """Stem, 3 stages x ``cells_per_stage`` cells, residual reductions, head."""
+
+    def __init__(
+        self, ops: Sequence[str], num_classes: int, channels: int = 16, cells_per_stage: int = 5
+    ) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, channels, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        )
+        layers: list[nn.Module] = []
+        c = channels
+        for stage in range(3):
+            if stage > 0:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers.extend(Cell(ops, c) for _ in range(cells_per_stage))
+        self.cells = nn.Sequential(*layers)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lastact(self.cells(self.stem(x)))
+        return self.classifier(self.global_pooling(out).flatten(1))
