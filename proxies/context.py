@@ -148,6 +148,8 @@ class ScoringContext:
 
         def compute() -> np.ndarray:
             x, _ = self.batch(spec)
+            # The reference's backward pass starts from an input that requires grad.
+            x = x.detach().clone().requires_grad_(True)
             set_mode(self.model, mode)
             calls: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -166,11 +168,10 @@ class ScoringContext:
                     h.remove()
             # A ReLU counts only if its output reaches the logits, as in the reference,
             # which counts the ReLUs its backward pass visits.
-            reached = torch.autograd.grad(
-                out.sum(), [o for o, _ in calls], allow_unused=True
-            )
+            in_graph = [(o, agree) for o, agree in calls if o.requires_grad]
+            reached = torch.autograd.grad(out.sum(), [o for o, _ in in_graph], allow_unused=True)
             kernel = np.zeros((x.shape[0], x.shape[0]), dtype=np.float64)
-            for (_, agree), grad in zip(calls, reached):
+            for (_, agree), grad in zip(in_graph, reached):
                 if grad is not None:
                     kernel += agree.cpu().numpy().astype(np.float64)
             return kernel

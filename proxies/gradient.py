@@ -82,9 +82,10 @@ def jacob_cov(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     C, score = -sum(log(v + k) + 1/(v + k)) with k = 1e-5. C is symmetric, so its
     eigenvalues come from ``eigvalsh`` (the reference's ``eig`` gives the same values)."""
     jac = ctx.input_jacobian(batch_spec(params), params["mode"]).cpu().numpy().astype(np.float64)
-    corr = np.corrcoef(jac)
-    if not np.all(np.isfinite(corr)):
-        raise FloatingPointError("Jacobian correlation is not finite (an input's Jacobian is constant)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = np.corrcoef(jac)
+    if not np.all(np.isfinite(corr)):  # an input's Jacobian is constant (e.g. the cell's
+        return float("nan")             # output ignores its input): nan, as the reference
     v = np.linalg.eigvalsh(corr)
     k = float(params["k"])
     return float(-np.sum(np.log(v + k) + 1.0 / (v + k)))

@@ -1,0 +1,66 @@
+"""The driver loop on real Ray actors that die on purpose: a cell whose worker dies once is
+retried, a cell whose worker dies every time becomes error rows, nothing is lost or doubled."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import ray
+import ray.cloudpickle
+
+from orchestrator.plan import Job, Shard
+from orchestrator.pool import ShardWork, Slot, run_pool
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+class DyingScorer:
+    """Yields one row per cell; exits its process at cells listed in ``deaths`` (once per
+    marker file, so a cell in ``die_once`` kills only the first worker that tries it)."""
+
+    def __init__(self, marker_dir: str, die_once: list[str], die_always: list[str]) -> None:
+        self.marker_dir = Path(marker_dir)
+        self.die_once = die_once
+        self.die_always = die_always
+
+    def score(self, shard: Shard, job: dict, start: int = 0):
+        for arch_id in shard.ids[start:]:
+            marker = self.marker_dir / f"died-{arch_id}"
+            if arch_id in self.die_always or (arch_id in self.die_once and not marker.exists()):
+                marker.touch()
+                os._exit(1)
+            yield [{"arch_id": arch_id, "status": "ok", "pid": os.getpid()}]
+
+
+def test_deaths_are_retried_then_recorded(ray_session, tmp_path) -> None:
+    job = Job("s", "d", 0)
+    shards = [Shard(job, i, [f"c{i}{k}" for k in range(3)], ["a"] * 3) for i in range(4)]
+    remote = ray.remote(num_cpus=1)(DyingScorer)
+    slots = [Slot(f"fake-{i}", "", "h", "cpu", 1) for i in range(2)]
+    finished: dict[int, list] = {}
+    cells_seen = []
+
+    def make_actor(slot: Slot):
+        return remote.remote(str(tmp_path), ["c11"], ["c21"])
+
+    def failed_rows(shard: Shard, pos: int, error: str):
+        return [{"arch_id": shard.ids[pos], "status": "error", "error": error}]
+
+    def on_shard(item: ShardWork) -> None:
+        assert item.shard.index not in finished
+        finished[item.shard.index] = [r for rows in item.rows for r in rows]
+
+    run_pool([ShardWork(s, {}) for s in shards], slots, make_actor, cells_seen.append, on_shard,
+             failed_rows, max_cell_attempts=2, max_actor_restarts=5)
+
+    assert sorted(finished) == [0, 1, 2, 3]
+    for index, rows in finished.items():  # every cell exactly once, in shard order
+        assert [r["arch_id"] for r in rows] == list(shards[index].ids)
+    assert len(cells_seen) == 12
+    by_id = {r["arch_id"]: r for rows in finished.values() for r in rows}
+    assert by_id["c11"]["status"] == "ok"  # died once, then scored on a new worker
+    assert by_id["c21"]["status"] == "error"  # killed its worker twice: recorded, not retried forever
+    assert "the worker died 2 times while scoring this cell" in by_id["c21"]["error"]
+    assert by_id["c22"]["status"] == "ok"  # the rest of that shard was still scored
+    assert sum(s.restarts for s in slots) == 3  # one death for c11, two for c21
