@@ -155,7 +155,10 @@ class ScoringContext:
 
             def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
                 codes = (inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0).to(torch.float32)
-                agree = codes @ codes.T + (1.0 - codes) @ (1.0 - codes).T
+                # c c^T + (1-c)(1-c)^T = 2 c c^T - s_i - s_j + D with s = row sums: one
+                # product instead of two; float32 counts are exact below 2^24 units.
+                active = codes.sum(dim=1)
+                agree = 2.0 * (codes @ codes.T) - active[:, None] - active[None, :] + codes.shape[1]
                 calls.append((output, agree))
 
             handles = [
@@ -167,13 +170,25 @@ class ScoringContext:
                 for h in handles:
                     h.remove()
             # A ReLU counts only if its output reaches the logits, as in the reference,
-            # which counts the ReLUs its backward pass visits.
-            in_graph = [(o, agree) for o, agree in calls if o.requires_grad]
-            reached = torch.autograd.grad(out.sum(), [o for o, _ in in_graph], allow_unused=True)
+            # which counts the ReLUs its backward pass visits: walk the autograd graph.
+            reached = _graph_nodes(out)
             kernel = np.zeros((x.shape[0], x.shape[0]), dtype=np.float64)
-            for (_, agree), grad in zip(in_graph, reached):
-                if grad is not None:
+            for output, agree in calls:
+                if output.grad_fn is not None and output.grad_fn in reached:
                     kernel += agree.cpu().numpy().astype(np.float64)
             return kernel
 
         return self.shared(("relu_kernel", spec, mode), compute)
+
+
+def _graph_nodes(output: torch.Tensor) -> set:
+    """Every autograd node a backward pass from ``output`` would visit."""
+    seen: set = set()
+    stack = [output.grad_fn] if output.grad_fn is not None else []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(fn for fn, _ in node.next_functions if fn is not None)
+    return seen

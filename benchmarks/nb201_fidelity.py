@@ -1,0 +1,43 @@
+"""Fidelity: Spearman and Kendall per proxy on a fixed NB201 sample, beside published figures.
+
+Runs (or resumes) a real sweep, then prints one line per (dataset, proxy). Usage:
+
+    python benchmarks/nb201_fidelity.py [Hydra overrides...]
+    python benchmarks/nb201_fidelity.py +sweep=nb201_fidelity300 data.root=../shared/data
+
+The sweep resumes from its shard files, so the script can be interrupted and rerun.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from published import ABDELFATTAH_NB201  # noqa: E402
+
+from orchestrator.reduce import summary_rows  # noqa: E402
+from orchestrator.sweep import run_sweep  # noqa: E402
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def main(overrides: list[str]) -> None:
+    if not any(o.startswith("+sweep=") for o in overrides):
+        overrides = ["+sweep=nb201_fidelity300", *overrides]
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose(config_name="config", overrides=overrides)
+    result = run_sweep(cfg)
+    rows = summary_rows(result.reduction.metrics, keys=("spearman", "kendall_tau"))
+    print(f"\n{'dataset':<15} {'proxy':<16} {'cells':>5} {'spearman':>9} {'kendall':>8} {'published |rho|':>16} {'gap':>6}")
+    for r in rows:
+        published = ABDELFATTAH_NB201.get(r["dataset"], {}).get(r["proxy"])
+        rho = r.get("spearman_mean", float("nan"))
+        gap = f"{abs(rho) - published:+.2f}" if published is not None else ""
+        pub = f"{published:.2f}" if published is not None else "-"
+        print(f"{r['dataset']:<15} {r['proxy']:<16} {r['n_cells']:>5} {rho:>+9.3f} {r.get('kendall_tau_mean', float('nan')):>+8.3f} {pub:>16} {gap:>6}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
