@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.plan import Shard
@@ -139,7 +139,11 @@ def run_pool(
                 except (RayActorError, RayTaskError) as exc:
                     del inflight[gen]
                     died = isinstance(exc, RayActorError)
-                    _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
+                    if _blames_the_cell(exc):
+                        _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
+                    else:
+                        log.warning("scorer %s was lost (%s); its shard goes back to the queue",
+                                    slot.name, describe_error(exc))
                     if item.done:
                         on_shard(item)
                     else:
@@ -161,6 +165,23 @@ def run_pool(
             if slot.actor is not None:
                 ray.kill(slot.actor)
                 slot.actor = None
+
+
+def _blames_the_cell(exc: Exception) -> bool:
+    """Whether a failure counts against the cell in flight.
+
+    An exception raised by the scorer, or its process dying while it ran (a crash or the
+    out-of-memory killer), may be the cell's doing. An actor that never started, failed in
+    its constructor, was preempted, or merely became unreachable (its node or the network
+    failed) says nothing about the cell, so the cell is retried without counting."""
+    if isinstance(exc, RayTaskError):
+        return True
+    if not isinstance(exc, ActorDiedError):
+        return False  # e.g. ActorUnavailableError: the task may never have run
+    if exc.actor_init_failed or exc.preempted:
+        return False
+    text = str(exc)
+    return "never ran" not in text and "owner has died" not in text and "node has crashed" not in text
 
 
 def _cell_failed(
@@ -186,6 +207,8 @@ def _replace(slot: Slot, make_actor: ActorFactory, max_restarts: int) -> bool:
     if slot.actor is not None:
         ray.kill(slot.actor)
         slot.actor = None
+    if not any(node.get("Alive") for node in ray.nodes()):
+        raise RuntimeError("the Ray cluster has no live node left; rerun the same command to resume")
     if slot.restarts >= max_restarts:
         log.warning("giving up slot %s after %d restarts", slot.name, slot.restarts)
         return False

@@ -64,3 +64,15 @@ def test_deaths_are_retried_then_recorded(ray_session, tmp_path) -> None:
     assert "the worker died 2 times while scoring this cell" in by_id["c21"]["error"]
     assert by_id["c22"]["status"] == "ok"  # the rest of that shard was still scored
     assert sum(s.restarts for s in slots) == 3  # one death for c11, two for c21
+
+
+def test_which_failures_count_against_a_cell() -> None:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+
+    from orchestrator.pool import _blames_the_cell
+
+    task_error = RayTaskError("score", "Traceback ...", ValueError("bad cell"))
+    assert _blames_the_cell(task_error)  # the scorer raised
+    assert _blames_the_cell(ActorDiedError())  # the process died while scoring
+    assert not _blames_the_cell(ActorDiedError.from_task_error(task_error))  # constructor failed
+    assert not _blames_the_cell(ActorUnavailableError("node unreachable", b"0" * 16))
