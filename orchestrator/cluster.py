@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import ray
@@ -42,8 +43,8 @@ def connect(cluster: Mapping[str, Any]) -> Connection:
         return Connection(owned=False, dashboard_url=None)
     address = cluster.get("address")
     if address:
-        modules = [importlib.import_module(name) for name in PACKAGES]
-        context = ray.init(address=str(address), namespace=NAMESPACE, runtime_env={"py_modules": modules})
+        folders = [str(Path(importlib.import_module(name).__file__).parent) for name in PACKAGES]
+        context = ray.init(address=str(address), namespace=NAMESPACE, runtime_env={"py_modules": folders})
         return Connection(owned=True, dashboard_url=_dashboard_url(context))
     context = ray.init(
         namespace=NAMESPACE,

@@ -94,6 +94,15 @@ def cluster_has_gpus() -> bool:
 ActorFactory = Callable[[Slot], Any]
 
 
+@dataclass
+class Assignment:
+    """A shard being scored by one actor: the calls in flight, oldest first."""
+
+    slot: Slot
+    item: ShardWork
+    calls: deque[tuple[int, Any]] = field(default_factory=deque)
+
+
 def run_pool(
     work: list[ShardWork],
     slots: list[Slot],
@@ -103,42 +112,49 @@ def run_pool(
     failed_rows: Callable[[Shard, int, str], list[Row]],
     max_cell_attempts: int = 2,
     max_actor_restarts: int = 3,
+    window: int = 2,
     wait_seconds: float = 1.0,
 ) -> None:
-    """Score every shard of ``work``; ``on_shard`` is called once per finished shard."""
+    """Score every shard of ``work``; ``on_shard`` is called once per finished shard.
+
+    Each cell is one actor call, and an actor has at most ``window`` calls queued so it
+    never waits for the driver between cells. An actor runs its calls in order, so the
+    oldest call in flight is the cell it was working on when it failed.
+    """
     queue = deque(work)
     idle: deque[Slot] = deque()
     for slot in slots:
         slot.actor = make_actor(slot)
         idle.append(slot)
-    inflight: dict[Any, tuple[Slot, ShardWork]] = {}
+    busy: dict[Any, Assignment] = {}  # oldest call in flight -> its assignment
+
+    def submit(a: Assignment) -> None:
+        item = a.item
+        nxt = a.calls[-1][0] + 1 if a.calls else item.next_cell
+        while len(a.calls) < window and nxt < len(item.shard):
+            ref = a.slot.actor.score_cell.remote(item.job, item.shard.ids[nxt], item.shard.archs[nxt])
+            a.calls.append((nxt, ref))
+            nxt += 1
+
     try:
-        while queue or inflight:
+        while queue or busy:
             while idle and queue:
-                slot, item = idle.popleft(), queue.popleft()
-                gen = slot.actor.score.remote(item.shard, item.job, item.next_cell)
-                inflight[gen] = (slot, item)
-            if not inflight:
+                a = Assignment(idle.popleft(), queue.popleft())
+                submit(a)
+                busy[a.calls[0][1]] = a
+            if not busy:
                 raise RuntimeError(
                     f"every scorer actor died and none could be restarted; {len(queue)} shard(s) "
                     "were not scored (rerun the same command to resume)"
                 )
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait_seconds)
-            for gen in ready:
-                slot, item = inflight[gen]
+            ready, _ = ray.wait(list(busy), num_returns=1, timeout=wait_seconds)
+            for ref in ready:
+                a = busy.pop(ref)
+                item, slot = a.item, a.slot
+                a.calls.popleft()
                 try:
-                    rows = ray.get(next(gen))
-                except StopIteration:
-                    del inflight[gen]
-                    idle.append(slot)
-                    if item.done:
-                        on_shard(item)
-                    else:  # the stream ended early: hand the rest out again
-                        queue.appendleft(item)
-                    continue
+                    rows = ray.get(ref)
                 except (RayActorError, RayTaskError) as exc:
-                    del inflight[gen]
-                    died = isinstance(exc, RayActorError)
                     if _blames_the_cell(exc):
                         _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
                     else:
@@ -148,19 +164,20 @@ def run_pool(
                         on_shard(item)
                     else:
                         queue.appendleft(item)
-                    if not died:
-                        idle.append(slot)
-                    elif _replace(slot, make_actor, max_actor_restarts):
+                    # calls still queued behind the failed one are abandoned: the cells
+                    # are handed out again from the first one not done
+                    if not isinstance(exc, RayActorError) or _replace(slot, make_actor, max_actor_restarts):
                         idle.append(slot)
                     continue
                 item.rows.append(rows)
                 on_cell(rows)
+                submit(a)
+                if a.calls:
+                    busy[a.calls[0][1]] = a
+                else:
+                    on_shard(item)
+                    idle.append(slot)
     finally:
-        for gen in inflight:
-            try:
-                ray.cancel(gen)
-            except Exception:  # noqa: BLE001 - best effort while tearing down
-                pass
         for slot in slots:
             if slot.actor is not None:
                 ray.kill(slot.actor)

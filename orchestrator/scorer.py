@@ -1,19 +1,17 @@
 """The scorer: a Ray actor pinned to one GPU, or to one CPU slot with one torch thread.
 
-It keeps the fixed batches of its jobs on its device and streams back the rows of each
-cell of a shard as soon as they are ready (a Ray streaming generator), so the driver shows
-progress per cell and, if the actor dies, knows exactly which cells are still to do.
+It keeps the fixed batches of its jobs on its device (fetched once per job from the object
+store) and scores one cell per call; the driver queues the cells of a shard on it.
 """
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import ray
 import torch
 
-from orchestrator.plan import Shard
 from orchestrator.scoring import JobInputs, Row, Worker, score_cell
 from spaces import make_space
 from spaces.batches import BatchSpec
@@ -64,8 +62,6 @@ class Scorer:
             )
         return self._jobs[key]
 
-    def score(self, shard: Shard, job: Mapping[str, Any], start: int = 0) -> Iterator[list[Row]]:
-        """Yield the rows of cells ``start..`` of ``shard``, one list per cell, in order."""
-        inputs = self._job(job)
-        for arch_id, arch in zip(shard.ids[start:], shard.archs[start:]):
-            yield score_cell(self.space, inputs, arch_id, arch, self.proxies, self.worker)
+    def score_cell(self, job: Mapping[str, Any], arch_id: str, arch: str) -> list[Row]:
+        """The rows of one cell of ``job``, one per requested proxy."""
+        return score_cell(self.space, self._job(job), arch_id, arch, self.proxies, self.worker)

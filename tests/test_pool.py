@@ -16,7 +16,7 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 class DyingScorer:
-    """Yields one row per cell; exits its process at cells listed in ``deaths`` (once per
+    """One row per cell; exits its process at the cells it is told to die on (once per
     marker file, so a cell in ``die_once`` kills only the first worker that tries it)."""
 
     def __init__(self, marker_dir: str, die_once: list[str], die_always: list[str]) -> None:
@@ -24,13 +24,12 @@ class DyingScorer:
         self.die_once = die_once
         self.die_always = die_always
 
-    def score(self, shard: Shard, job: dict, start: int = 0):
-        for arch_id in shard.ids[start:]:
-            marker = self.marker_dir / f"died-{arch_id}"
-            if arch_id in self.die_always or (arch_id in self.die_once and not marker.exists()):
-                marker.touch()
-                os._exit(1)
-            yield [{"arch_id": arch_id, "status": "ok", "pid": os.getpid()}]
+    def score_cell(self, job: dict, arch_id: str, arch: str) -> list[dict]:
+        marker = self.marker_dir / f"died-{arch_id}"
+        if arch_id in self.die_always or (arch_id in self.die_once and not marker.exists()):
+            marker.touch()
+            os._exit(1)
+        return [{"arch_id": arch_id, "status": "ok", "pid": os.getpid()}]
 
 
 def test_deaths_are_retried_then_recorded(ray_session, tmp_path) -> None:
