@@ -79,7 +79,7 @@ def actors(settings_overrides: list[str], cells: int) -> None:
     import ray
 
     ray_defaults()
-    ray.init(num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
     print(f"\nPart 2: {cells} cells x six proxies on a local Ray (2 CPUs), load average {os.getloadavg()[0]:.1f}")
     try:
         for n in (1, 2):

@@ -47,6 +47,7 @@ def connect(cluster: Mapping[str, Any]) -> Connection:
         context = ray.init(address=str(address), namespace=NAMESPACE, runtime_env={"py_modules": folders})
         return Connection(owned=True, dashboard_url=_dashboard_url(context))
     context = ray.init(
+        address="local",  # always a new instance, even if `ray start` runs on this machine
         namespace=NAMESPACE,
         num_cpus=cluster.get("num_cpus"),
         num_gpus=cluster.get("num_gpus"),

@@ -6,7 +6,8 @@ reducer flips proxies registered as lower-is-better) and accuracies where higher
 Top-K sets are tie-aware and order-free: with k = ceil(K% of n), the top set holds every
 cell whose value is at least the k-th largest, so cells tied at the cut-off are all in
 (the set may exceed k). Ranks are 1 for the best accuracy; tied accuracies share the best
-(smallest) rank of their group.
+(smallest) rank of their group. Scores may be +-inf (the most extreme ranks); rank-based
+metrics use them as such, Pearson's r only the finite pairs.
 """
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def spearman(scores: np.ndarray, accuracy: np.ndarray) -> float:
 
 
 def pearson(scores: np.ndarray, accuracy: np.ndarray) -> float:
+    finite = np.isfinite(scores)
+    scores, accuracy = scores[finite], accuracy[finite]
     if len(scores) < 2 or np.ptp(scores) == 0 or np.ptp(accuracy) == 0:
         return float("nan")
     return _quiet(stats.pearsonr, scores, accuracy)

@@ -72,7 +72,11 @@ def compute_metrics(
     metric_cfg = config.get("metrics", {})
     top_k = tuple(metric_cfg.get("top_k_percent", (1, 5, 10, 50)))
     kendall_k = metric_cfg.get("kendall_top_percent", 10)
-    ok = scores.filter(pc.equal(scores["status"], "ok"))
+    # ok rows, and infinite scores: they rank (NASWOT's log-determinant of a singular
+    # kernel is -inf, the worst score, as in the reference); nan has no rank and is left out
+    usable = pc.or_(pc.equal(scores["status"], "ok"), pc.and_(pc.equal(scores["status"], "nonfinite"),
+                                                             pc.is_inf(scores["score"])))
+    ok = scores.filter(usable)
     out: list[dict[str, Any]] = []
     for space, dataset in sorted(set(zip(scores["space"].to_pylist(), scores["dataset"].to_pylist()))):
         settings = config["space"][space]

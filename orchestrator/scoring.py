@@ -3,7 +3,8 @@
 Determinism: the torch, numpy and Python RNGs are seeded from (sweep seed, space, cell id)
 before the model is built, and again from (that seed, proxy name) before each proxy, so a
 score depends on neither the shard, the worker, the order nor the other proxies requested.
-A proxy that raises, or returns nan/inf, gives a row with its status; the others go on.
+A proxy that raises gives an error row (score null), one that returns nan or inf a
+``nonfinite`` row that keeps the value; the other proxies go on.
 """
 from __future__ import annotations
 
@@ -103,8 +104,8 @@ def score_cell(
         try:
             score = float(get_proxy(name).fn(ctx, params))
             status = "ok" if math.isfinite(score) else "nonfinite"
-            if status != "ok":
-                error, score = f"the proxy returned {score}", None
+            if status != "ok":  # the value is kept: -inf (a singular NASWOT kernel) still ranks
+                error = f"the proxy returned {score}"
         except Exception as exc:
             status, error = "error", describe_error(exc)
             if worker.device.type == "cuda":

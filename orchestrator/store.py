@@ -42,7 +42,7 @@ SCHEMA = pa.schema(
         _field("arch_id", pa.string(), "the benchmark's own cell id (NB201 index, NB101 hash)"),
         _field("arch", pa.string(), "cell spec string"),
         _field("proxy", pa.string(), "proxy name"),
-        _field("score", pa.float64(), "the proxy's value; null unless status is ok", True),
+        _field("score", pa.float64(), "the proxy's value: nan or +-inf when status is nonfinite, null when error", True),
         _field("status", pa.string(), "ok, nonfinite (the value was nan or inf) or error"),
         _field("error", pa.string(), "what went wrong, for status other than ok", True),
         _field(

@@ -44,6 +44,6 @@ def ray_session() -> Iterator[str]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()

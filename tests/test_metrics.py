@@ -91,3 +91,11 @@ def test_ranking_metrics_names() -> None:
     out = m.ranking_metrics([1, 2, 3, 4, 5], TRUTH[::-1], top_k_percent=(10, 50), kendall_top_percent=50)
     assert out["kendall_tau"] == pytest.approx(1.0)
     assert {"precision_top_10", "precision_bottom_50", "best_rank_top_50", "worst_rank_top_10", "kendall_top_50"} <= set(out)
+
+
+def test_infinite_scores_rank_at_the_extremes() -> None:
+    s = np.array([5.0, 4.0, 3.0, 2.0, -np.inf])  # the worst cell has a -inf score
+    assert m.kendall_tau_b(s, TRUTH) == pytest.approx(1.0)
+    assert m.spearman(s, TRUTH) == pytest.approx(1.0)
+    assert m.pearson(s, TRUTH) == pytest.approx(1.0)  # over the four finite pairs
+    assert m.precision_at_bottom(s, TRUTH, 20) == 1.0
