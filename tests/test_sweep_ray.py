@@ -39,7 +39,8 @@ def scores_of(out_dir: Path) -> dict[tuple[str, str, int], tuple[str, float]]:
         key = (r["arch_id"], r["proxy"], r["seed"])
         assert key not in out, f"duplicate row {key}"
         assert r["status"] in ("ok", "nonfinite"), r
-        out[key] = (r["status"], r["score"])
+        score = r["score"]
+        out[key] = (r["status"], "nan" if score != score else score)  # nan != nan
     return out
 
 
