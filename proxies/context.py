@@ -32,6 +32,13 @@ def batch_spec(params: Mapping[str, Any]) -> BatchSpec:
     return BatchSpec(size=int(params["batch_size"]), augment=bool(params["augment"]))
 
 
+def batch_specs(params: Mapping[str, Any]) -> tuple[BatchSpec, ...]:
+    """Every batch a proxy's settings ask for: ``num_batches`` successive batches (default
+    1) of the size and augmentation of ``batch_spec``; the first is ``batch_spec`` itself."""
+    first = batch_spec(params)
+    return tuple(first.with_index(k) for k in range(int(params.get("num_batches", 1))))
+
+
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """Conv2d and Linear layers in module order: the layers zero-cost-nas measures
     (``get_layer_metric_array`` in foresight/pruners/p_utils.py)."""
