@@ -39,10 +39,17 @@ class ProxyRun:
 
     @property
     def batch(self) -> BatchSpec | None:
-        """The fixed batch this proxy reads, or None if it reads no images."""
+        """The (first) fixed batch this proxy reads, or None if it reads no images."""
         if not proxy_registry.get_proxy(self.name).uses_images:
             return None
         return proxy_registry.batch_spec(self.params)
+
+    @property
+    def batches(self) -> tuple[BatchSpec, ...]:
+        """Every fixed batch this proxy reads: ``num_batches`` of them (default 1)."""
+        if not proxy_registry.get_proxy(self.name).uses_images:
+            return ()
+        return proxy_registry.batch_specs(self.params)
 
 
 @dataclass(frozen=True)
@@ -72,7 +79,7 @@ class Settings:
 
     def batch_specs(self) -> tuple[BatchSpec, ...]:
         """Every distinct fixed batch the requested proxies read."""
-        return tuple(sorted({p.batch for p in self.proxies if p.batch is not None}))
+        return tuple(sorted({spec for p in self.proxies for spec in p.batches}))
 
     def score_fingerprint(self) -> dict[str, Any]:
         """What the scores of a shard depend on besides its job and cells; a rerun into the
@@ -165,6 +172,9 @@ def _check_proxy(name: str, params: Any) -> ProxyRun:
                 raise SweepError(f"proxy.{name}.{key} is missing")
         if not isinstance(params["batch_size"], int) or params["batch_size"] < 1:
             raise SweepError(f"proxy.{name}.batch_size must be a positive integer")
+        count = params.get("num_batches", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise SweepError(f"proxy.{name}.num_batches must be a positive integer")
     mode = params.get("mode", "train")
     if mode not in ("train", "eval"):
         raise SweepError(f"proxy.{name}.mode must be train or eval; got {mode!r}")

@@ -144,7 +144,7 @@ def score(prepared: Prepared) -> int:
                 "space": settings.space, "dataset": dataset, "seed": seed,
                 "num_classes": make_space(settings.space, settings.space_settings).num_classes[dataset],
                 "input_shape": info["input_shape"],
-                "batches": [({"size": spec.size, "augment": spec.augment}, ray.put(batch))
+                "batches": [({"size": spec.size, "augment": spec.augment, "index": spec.index}, ray.put(batch))
                             for spec, batch in info["batches"].items()],
             }
         work = [ShardWork(s, jobs[(s.job.dataset, s.job.seed)]) for s in prepared.pending]

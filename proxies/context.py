@@ -32,6 +32,13 @@ def batch_spec(params: Mapping[str, Any]) -> BatchSpec:
     return BatchSpec(size=int(params["batch_size"]), augment=bool(params["augment"]))
 
 
+def batch_specs(params: Mapping[str, Any]) -> tuple[BatchSpec, ...]:
+    """Every batch a proxy's settings ask for: ``num_batches`` successive batches (default
+    1) of the size and augmentation of ``batch_spec``; the first is ``batch_spec`` itself."""
+    first = batch_spec(params)
+    return tuple(first.with_index(k) for k in range(int(params.get("num_batches", 1))))
+
+
 def weight_layers(model: nn.Module) -> list[nn.Module]:
     """Conv2d and Linear layers in module order: the layers zero-cost-nas measures
     (``get_layer_metric_array`` in foresight/pruners/p_utils.py)."""
@@ -47,10 +54,17 @@ def set_mode(model: nn.Module, mode: str) -> None:
 
 @dataclass
 class LayerGrad:
-    """A measured layer's weight and the gradient of the loss with respect to it."""
+    """A measured layer's weight and the gradient of the loss with respect to it.
+
+    ``fisher`` holds, per output channel k, 0.5 * mean over the batch of (sum over output
+    positions of activation * d loss / d activation)^2, the activation being the layer's
+    output: zero-cost-nas fisher.py's per-channel Fisher estimate (zeros where no gradient
+    reached the layer; summed over calls if the layer runs more than once).
+    """
 
     weight: torch.Tensor
     grad: torch.Tensor
+    fisher: torch.Tensor | None = None
 
 
 class ScoringContext:
@@ -109,25 +123,51 @@ class ScoringContext:
 
     # -- shared passes ------------------------------------------------------------------
     def loss_gradients(self, spec: BatchSpec, mode: str = "train") -> list[LayerGrad]:
-        """Cross-entropy loss on the batch, one backward; weight and gradient per measured
-        layer. Serves grad_norm, snip, plain and the other per-weight gradient proxies."""
+        """Cross-entropy loss on the batch, one forward and one backward: weight, gradient
+        and per-channel Fisher estimate per measured layer. Serves grad_norm, snip, plain,
+        fisher and the per-weight gradient statistics (zico, xi_gsnr)."""
 
         def compute() -> list[LayerGrad]:
             x, y = self.batch(spec)
             set_mode(self.model, mode)
             self.model.zero_grad(set_to_none=True)
-            F.cross_entropy(self.model(x), y).backward()
+            layers = weight_layers(self.model)
+            fisher: dict[nn.Module, torch.Tensor] = {}
+            handles = [layer.register_forward_hook(_fisher_hook(fisher)) for layer in layers]
+            try:
+                F.cross_entropy(self.model(x), y).backward()
+            finally:
+                for h in handles:
+                    h.remove()
             return [
                 LayerGrad(
                     layer.weight.detach().clone(),
                     layer.weight.grad.detach().clone()
                     if layer.weight.grad is not None
                     else torch.zeros_like(layer.weight),
+                    fisher.get(layer, layer.weight.new_zeros(layer.weight.shape[0])),
                 )
-                for layer in weight_layers(self.model)
+                for layer in layers
             ]
 
         return self.shared(("loss_gradients", spec, mode), compute)
+
+    def sample_kernel(
+        self, spec: BatchSpec, mode: str, output: str, parameters: str, method: str
+    ) -> torch.Tensor:
+        """The empirical NTK of the batch, float64 N x N: Theta[i, j] = g_i . g_j with g_i the
+        gradient of sample i's scalar output (``output``) with respect to the chosen
+        ``parameters``, formed by ``method``; see proxies/per_sample.py. ntk_cond and
+        ntk_trace_norm share it when their settings match."""
+        from proxies.per_sample import sample_kernel
+
+        def compute() -> torch.Tensor:
+            x, y = self.batch(spec)
+            set_mode(self.model, mode)
+            self.model.zero_grad(set_to_none=True)
+            return sample_kernel(self.model, x, y, output, parameters, method)
+
+        return self.shared(("sample_kernel", spec, mode, output, parameters, method), compute)
 
     def input_jacobian(self, spec: BatchSpec, mode: str = "train") -> torch.Tensor:
         """Gradient of the sum of the logits with respect to each input image, N x D."""
@@ -179,6 +219,28 @@ class ScoringContext:
             return kernel
 
         return self.shared(("relu_kernel", spec, mode), compute)
+
+
+def _fisher_hook(fisher: dict[nn.Module, torch.Tensor]) -> Callable:
+    """A forward hook that, once the gradient of the layer's output is known, adds the
+    layer's per-channel Fisher estimate (see ``LayerGrad``) to ``fisher[layer]``."""
+
+    def hook(layer: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        if not output.requires_grad:
+            return
+        act = output.detach()
+
+        def on_grad(grad: torch.Tensor) -> None:
+            if act.dim() > 2:  # sum over positions; vecdot avoids the N x C x H x W product
+                per_sample = torch.linalg.vecdot(act.flatten(2), grad.flatten(2))
+            else:
+                per_sample = act * grad
+            value = per_sample.pow(2).mean(0).mul(0.5)
+            fisher[layer] = fisher[layer] + value if layer in fisher else value
+
+        output.register_hook(on_grad)
+
+    return hook
 
 
 def _graph_nodes(output: torch.Tensor) -> set:

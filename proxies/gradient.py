@@ -2,9 +2,11 @@
 (ICLR 2021), as defined in SamsungLabs/zero-cost-nas ``foresight/pruners/measures/``.
 
 Common reference choices kept: the network is in train mode (BatchNorm on batch
-statistics); only Conv2d and Linear weights are measured, in module order; a per-weight
-measure is summed over all of them (``find_measures`` / ``sum_arr`` in predictive.py); the
-loss is cross-entropy on one batch of 64 augmented training images.
+statistics) with its BatchNorm layers kept (``bn=True``) unless a docstring says otherwise;
+only Conv2d and Linear weights are measured, in module order; a per-weight measure is summed
+over all of them (``find_measures`` / ``sum_arr`` in predictive.py); the loss is the mean
+cross-entropy on one batch of 64 augmented training images (``nasbench2_pred.py``: batch size
+64, ``dataload random``, one batch); float32 network, sums in float64.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from proxies.context import ScoringContext, batch_spec, set_mode, weight_layers
@@ -35,6 +38,61 @@ def snip(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """
     layers = ctx.loss_gradients(batch_spec(params), params["mode"])
     return float(sum((layer.weight.double() * layer.grad.double()).abs().sum() for layer in layers))
+
+
+@register("plain", uses_labels=True)
+def plain(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """Sum of weight * dL/dw, signed (plain.py: ``layer.weight.grad * layer.weight``). Reads
+    the shared loss-gradient pass."""
+    layers = ctx.loss_gradients(batch_spec(params), params["mode"])
+    return float(sum((layer.weight.double() * layer.grad.double()).sum() for layer in layers))
+
+
+@register("fisher", uses_labels=True)
+def fisher(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """Fisher pruning saliency (Theis et al. 2018) as fisher.py computes it: per output
+    channel k of each Conv2d/Linear, 0.5 * mean over the batch of (sum over positions of
+    activation * dL/d activation)^2, the activation being the layer's output; ``mode='channel'``
+    then copies channel k's value onto each of its weights, so a layer contributes
+    (weights per output channel) * sum_k |value_k|.
+
+    The values come from hooks on the shared loss-gradient pass (the reference runs its own
+    forward/backward through identity ops it inserts after each layer: the same activations
+    and gradients). Reference choices kept: train mode (the reference forces ``net.train()``;
+    ``mode`` defaults to it), BatchNorm kept, mean cross-entropy (its 1/N is in the gradients).
+    """
+    layers = ctx.loss_gradients(batch_spec(params), params["mode"])
+    return float(
+        sum(layer.fisher.double().abs().sum() * layer.weight[0].numel() for layer in layers)
+    )
+
+
+@register("grasp", uses_labels=True)
+def grasp(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """GraSP (Wang et al. 2020) as grasp.py computes it: g = dL/dw of the Conv2d/Linear
+    weights (summed over ``num_iters`` passes over the same batch, so scaled by it), Hg the
+    Hessian-vector product from a second backward of g . dL/dw, score = sum of -w * Hg.
+
+    The loss is cross-entropy of logits / T (``T``). One forward serves both gradients: the
+    reference runs two forwards of the same batch, which in train mode give the same graph.
+    The network is not changed (only BatchNorm buffers, which the context restores).
+    """
+    x, y = ctx.batch(batch_spec(params))
+    net = ctx.model
+    set_mode(net, params["mode"])
+    net.zero_grad(set_to_none=True)
+    weights = [layer.weight for layer in weight_layers(net)]
+    loss = F.cross_entropy(net(x) / float(params["T"]), y)
+    grads = torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True)
+    reached = [(w, g) for w, g in zip(weights, grads) if g is not None]
+    if not reached:
+        return 0.0
+    scale = int(params["num_iters"])
+    inner = sum((scale * g.detach() * g).sum() for _, g in reached)
+    hessian_g = torch.autograd.grad(inner, [w for w, _ in reached], allow_unused=True)
+    return float(
+        sum(-(w.detach().double() * hg.double()).sum() for (w, _), hg in zip(reached, hessian_g) if hg is not None)
+    )
 
 
 @register("synflow", uses_images=False)
@@ -64,6 +122,22 @@ def synflow(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
             if layer.weight.grad is not None:
                 total += float((layer.weight * layer.weight.grad).abs().sum())
     return total
+
+
+@register("synflow_bn", uses_images=False)
+def synflow_bn(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """SynFlow with BatchNorm kept: synflow.py's ``synflow_bn`` (``bn=True``). The same
+    computation as ``synflow`` (absolute parameters and buffers, float64, one all-ones
+    input, train mode: BatchNorm normalises with the statistics of that single input)."""
+    return synflow(ctx, params)
+
+
+@register("l2_norm", uses_images=False)
+def l2_norm(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
+    """Sum over Conv2d/Linear layers of the Euclidean norm of the layer's weight (l2_norm.py,
+    ``copy_net=False``: the network's own initial weights, BatchNorm irrelevant)."""
+    with torch.no_grad():
+        return float(sum(layer.weight.double().norm() for layer in weight_layers(ctx.model)))
 
 
 def _remove_batchnorm(net: nn.Module) -> None:

@@ -6,6 +6,11 @@ per-dataset mean and std of the NAS-Bench-201 training pipeline (AutoDL-Projects
 ``get_datasets``). With ``augment`` the batch gets that pipeline's training augmentation
 (random crop after zero padding of 4 pixels, 2 for 16-pixel images, and a random horizontal
 flip), which is how zero-cost-nas draws its batch from a shuffled training loader.
+
+Proxies that read several batches (ZiCo, xi-GSNR) ask for batches ``index`` 0, 1, 2, ... of
+the same size and augmentation: batch 0 is the very batch a single-batch proxy with those
+settings reads, and batch ``k`` is drawn from the images that batches 0..k-1 did not take,
+like consecutive batches of one shuffled epoch.
 """
 from __future__ import annotations
 
@@ -25,14 +30,20 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 
 @dataclass(frozen=True, order=True)
 class BatchSpec:
-    """How a proxy's batch is drawn: its size and whether it is augmented."""
+    """How a proxy's batch is drawn: its size, whether it is augmented, and which of the
+    successive batches with these settings it is (0 for single-batch proxies)."""
 
     size: int
     augment: bool
+    index: int = 0
 
     @property
     def key(self) -> str:
-        return f"b{self.size}{'a' if self.augment else ''}"
+        base = f"b{self.size}{'a' if self.augment else ''}"
+        return base if self.index == 0 else f"{base}i{self.index}"
+
+    def with_index(self, index: int) -> "BatchSpec":
+        return BatchSpec(self.size, self.augment, index)
 
 
 def derive_seed(*parts: object) -> int:
@@ -45,16 +56,31 @@ def draw_batch(
     images: np.ndarray, labels: np.ndarray, dataset: str, seed: int, spec: BatchSpec
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed batch of ``dataset`` for ``seed``: float32 N x C x H x W and int64 labels."""
-    if spec.size > len(images):
-        raise ValueError(f"batch of {spec.size} asked for, but {dataset} has {len(images)} images")
-    rng = np.random.Generator(np.random.PCG64(derive_seed("batch", dataset, seed, spec.key)))
-    idx = rng.choice(len(images), size=spec.size, replace=False)
+    needed = spec.size * (spec.index + 1)
+    if needed > len(images):
+        what = f"batch of {spec.size}" if spec.index == 0 else f"{spec.index + 1} disjoint batches of {spec.size}"
+        raise ValueError(f"{what} asked for, but {dataset} has {len(images)} images")
+    rng, idx = _pick(len(images), dataset, seed, spec)
     x = images[idx].astype(np.float32)
     if spec.augment:
         x = _crop_and_flip(x, rng)
     mean, std = NORMALIZATION[dataset]
     x = (x - np.asarray(mean, np.float32)[:, None, None]) / np.asarray(std, np.float32)[:, None, None]
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(labels[idx].astype(np.int64))
+
+
+def _pick(
+    count: int, dataset: str, seed: int, spec: BatchSpec
+) -> tuple[np.random.Generator, np.ndarray]:
+    """The image indices of batch ``spec`` and its generator (which then draws the
+    augmentation). Batch k > 0 draws from the images batches 0..k-1 left."""
+    taken = np.zeros(count, dtype=bool)
+    for k in range(spec.index + 1):
+        rng = np.random.Generator(np.random.PCG64(derive_seed("batch", dataset, seed, spec.with_index(k).key)))
+        pool = np.flatnonzero(~taken)
+        idx = pool[rng.choice(len(pool), size=spec.size, replace=False)]
+        taken[idx] = True
+    return rng, idx
 
 
 def _crop_and_flip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
