@@ -1,13 +1,17 @@
 """Speed: NB201 cells per second per proxy on this machine, and 1 vs 2 Ray actors.
 
 Part 1 (one process, one torch thread): for a fixed sample of cells, the median seconds
-per cell of each proxy alone (model build included, as a sweep with only that proxy pays
-it), of all requested proxies together through the shared passes, and of the floor (one
-forward plus backward of the same model on the same batch).
-Part 2: the same sweep on a real local Ray with 1 and then 2 CPU actors; cells per second
-over the scoring phase (actor start-up included).
+per cell of each proxy alone on a freshly built model (as zero-cost-nas runs each measure
+on a fresh copy; the build is included), of all requested proxies together through the
+shared passes, of a family of proxies together against its most expensive member alone,
+and of the floor (one forward plus backward of the same model on the same batch).
+Part 2: a sweep of the six default proxies on a real local Ray with 1 and then 2 CPU
+actors; cells per second over the scoring phase (actor start-up included).
 
     python benchmarks/nb201_speed.py --cells 12 --ray-cells 24 [--data-root ../shared/data]
+    python benchmarks/nb201_speed.py --proxies grad_norm snip grasp fisher plain synflow \
+        synflow_bn l2_norm jacob_cov --family grad_norm snip grasp fisher plain synflow \
+        synflow_bn l2_norm jacob_cov --ray-cells 0
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from spaces.batches import BatchSpec, draw_batch
 from spaces.images import read_images
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-PROXIES = ["grad_norm", "snip", "synflow", "jacob_cov", "naswot", "params"]
+DEFAULT_PROXIES = ["grad_norm", "snip", "synflow", "jacob_cov", "naswot", "params"]
 
 
 def config(overrides: list[str]):
@@ -40,7 +44,7 @@ def config(overrides: list[str]):
         return compose(config_name="config", overrides=overrides)
 
 
-def per_proxy(settings, cells: int) -> None:
+def per_proxy(settings, proxies: list[str], family: list[str], cells: int) -> None:
     torch.set_num_threads(1)
     space = make_space("nb201", settings.space_settings, settings.data_root)
     table = space.cells()
@@ -48,31 +52,45 @@ def per_proxy(settings, cells: int) -> None:
     archs = {table.ids[i]: table.archs[i] for i in range(len(table))}
     x, y = read_images(settings.images["cifar10"], "cifar10")
     batches = {spec: draw_batch(x, y, "cifar10", 0, spec) for spec in settings.batch_specs()}
+    floor_batch = draw_batch(x, y, "cifar10", 0, BatchSpec(64, True))
     job = JobInputs("nb201", "cifar10", 0, 10, (3, 32, 32), batches)
     worker = Worker("bench", torch.device("cpu"), "localhost")
     params = {p.name: dict(p.params) for p in settings.proxies}
-    times: dict[str, list[float]] = {name: [] for name in [*PROXIES, "all six together", "floor fwd+bwd b64"]}
-    for arch_id in ids:
-        for name in PROXIES:
-            start = time.perf_counter()
-            score_cell(space, job, arch_id, archs[arch_id], [(name, params[name])], worker)
-            times[name].append(time.perf_counter() - start)
+    together = f"all {len(proxies)} together"
+    family_name = f"family of {len(family)} together"
+    floor = "floor fwd+bwd b64"
+    times: dict[str, list[float]] = {name: [] for name in [*proxies, together, family_name, floor]}
+
+    def timed(names: list[str], arch_id: str) -> float:
         start = time.perf_counter()
-        score_cell(space, job, arch_id, archs[arch_id], [(n, params[n]) for n in PROXIES], worker)
-        times["all six together"].append(time.perf_counter() - start)
+        rows = score_cell(space, job, arch_id, archs[arch_id], [(n, params[n]) for n in names], worker)
+        failed = [r for r in rows if r["status"] == "error"]
+        assert not failed, failed
+        return time.perf_counter() - start
+
+    for arch_id in ids:
+        for name in proxies:
+            times[name].append(timed([name], arch_id))
+        times[together].append(timed(proxies, arch_id))
+        if family:
+            times[family_name].append(timed(family, arch_id))
         seed_everything(cell_seed("nb201", 0, arch_id))
         model = space.build(space.parse(archs[arch_id]), 10).train()
-        bx, by = batches[BatchSpec(64, True)]
+        bx, by = floor_batch
         start = time.perf_counter()
         F.cross_entropy(model(bx), by).backward()
-        times["floor fwd+bwd b64"].append(time.perf_counter() - start)
-    alone = sum(statistics.median(times[n]) for n in PROXIES)
+        times[floor].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items() if values}
     print(f"Part 1: {cells} NB201 cells, CIFAR-10, one torch thread, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'proxy':<20} {'median s/cell':>13} {'cells/s':>8}")
-    for name, values in times.items():
-        med = statistics.median(values)
-        print(f"{name:<20} {med:>13.3f} {1 / med:>8.2f}")
-    print(f"{'sum of six alone':<20} {alone:>13.3f} {1 / alone:>8.2f}")
+    print(f"{'proxy':<24} {'median s/cell':>13} {'cells/s':>8}")
+    for name, med in medians.items():
+        print(f"{name:<24} {med:>13.3f} {1 / med:>8.2f}")
+    alone = sum(medians[n] for n in proxies)
+    print(f"{'sum of each alone':<24} {alone:>13.3f} {1 / alone:>8.2f}")
+    if family:
+        costliest = max(family, key=lambda n: medians[n])
+        ratio = medians[family_name] / medians[costliest]
+        print(f"family together / its costliest member alone ({costliest}): {ratio:.2f}x")
 
 
 def actors(settings_overrides: list[str], cells: int) -> None:
@@ -101,13 +119,18 @@ def actors(settings_overrides: list[str], cells: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=12)
-    parser.add_argument("--ray-cells", type=int, default=24)
+    parser.add_argument("--ray-cells", type=int, default=24, help="0 skips part 2")
+    parser.add_argument("--proxies", nargs="+", default=DEFAULT_PROXIES)
+    parser.add_argument("--family", nargs="*", default=[], help="proxies to time together against their costliest member")
     parser.add_argument("--data-root", default=os.environ.get("PROXYSWEEP_DATA", "../shared/data"))
     args = parser.parse_args()
-    overrides = ["+sweep=nb201_smoke", f"data.root={args.data_root}", "cluster.dashboard=false"]
+    requested = list(dict.fromkeys([*args.proxies, *args.family]))
+    overrides = ["+sweep=nb201_smoke", f"data.root={args.data_root}", "cluster.dashboard=false",
+                 f"sweep.proxies=[{','.join(requested)}]"]
     settings = load_settings(config(overrides))
-    per_proxy(settings, args.cells)
-    actors(overrides, args.ray_cells)
+    per_proxy(settings, args.proxies, args.family, args.cells)
+    if args.ray_cells:
+        actors([*overrides[:3], f"sweep.proxies=[{','.join(DEFAULT_PROXIES)}]"], args.ray_cells)
 
 
 if __name__ == "__main__":
