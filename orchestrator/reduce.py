@@ -7,7 +7,8 @@ Run by the sweep when scoring ends, or by hand on any sweep output folder::
 It reads ``<out>/scores`` with ``pyarrow.dataset``, joins the space's ground truth (the
 column named per dataset in ``space.<name>.truth``, never guessed), and computes every
 metric of ``orchestrator.metrics`` per (space, dataset, proxy, seed), then their mean and
-sample standard deviation over seeds.
+sample standard deviation over seeds; the configured ensembles of proxies
+(``orchestrator.ensembles``) are computed from the same scores and reported beside them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
+from orchestrator.ensembles import ensemble_seed_rows, over_seeds, parse_ensembles
 from orchestrator.errors import SweepError
 from orchestrator.metrics import ranking_metrics
 from orchestrator.report import write_report
@@ -77,6 +79,10 @@ def compute_metrics(
     usable = pc.or_(pc.equal(scores["status"], "ok"), pc.and_(pc.equal(scores["status"], "nonfinite"),
                                                              pc.is_inf(scores["score"])))
     ok = scores.filter(usable)
+    try:
+        ensembles = parse_ensembles(config.get("ensembles"))
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
     out: list[dict[str, Any]] = []
     for space, dataset in sorted(set(zip(scores["space"].to_pylist(), scores["dataset"].to_pylist()))):
         settings = config["space"][space]
@@ -106,6 +112,11 @@ def compute_metrics(
                 for agg, value in (("mean", float(np.mean(arr))), ("std", std)):
                     out.append(dict(space=space, dataset=dataset, truth=column, proxy=proxy, seed=None,
                                     aggregate=agg, metric=name, value=value, n_cells=min(counts)))
+        # ensembles (orchestrator/ensembles.py), from the same usable scores
+        where = dict(space=space, dataset=dataset, truth=column)
+        seed_rows = ensemble_seed_rows(part, truth, ensembles, where, lambda p: 1.0 if higher_is_better(p) else -1.0,
+                                       top_k, kendall_k)
+        out.extend(seed_rows + over_seeds(seed_rows))
     return pa.Table.from_pylist(out, schema=METRICS_SCHEMA)
 
 
@@ -156,6 +167,9 @@ def format_summary(rows: list[dict[str, Any]], keys: Sequence[str] = ("kendall_t
         cells = [r["space"], r["dataset"], r["proxy"], str(r["n_cells"])]
         for k in keys:
             mean, std = r.get(f"{k}_mean", float("nan")), r.get(f"{k}_std", float("nan"))
+            if not np.isfinite(mean):  # e.g. a vote ensemble, which has only a pairwise accuracy
+                cells.append("–")
+                continue
             cells.append(f"{mean:+.3f}" + (f" ± {std:.3f}" if np.isfinite(std) else ""))
         lines.append(cells)
     widths = [max(len(str(x)) for x in col) for col in zip(heads, *lines)]

@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from orchestrator.ensembles import describe, parse_ensembles
+
 COLUMNS = (
     ("kendall_tau", "Kendall τ"),
     ("spearman", "Spearman ρ"),
@@ -18,6 +20,7 @@ COLUMNS = (
     ("best_rank_top_10", "best rank in top10%"),
     ("worst_rank_top_10", "worst rank in top10%"),
     ("kendall_top_10", "Kendall τ in top10%"),
+    ("pairwise_accuracy", "pairwise acc."),
 )
 
 
@@ -34,20 +37,20 @@ def _table(metrics: pa.Table, space: str, dataset: str) -> list[str]:
     part = metrics.filter(pc.and_(pc.equal(metrics["space"], space), pc.equal(metrics["dataset"], dataset)))
     values: dict[tuple[str, str, str], float] = {}
     cells: dict[str, int] = {}
-    seeds: dict[str, int] = {}
+    seeds: dict[str, set] = {}
     for r in part.to_pylist():
         if r["aggregate"] in ("mean", "std"):
             values[(r["proxy"], r["metric"], r["aggregate"])] = r["value"]
             cells[r["proxy"]] = r["n_cells"]
-        elif r["metric"] == "kendall_tau":
-            seeds[r["proxy"]] = seeds.get(r["proxy"], 0) + 1
+        else:  # a vote ensemble has no kendall_tau: count the seeds of any metric
+            seeds.setdefault(r["proxy"], set()).add(r["seed"])
     proxies = sorted(cells, key=lambda p: -abs(values.get((p, "spearman", "mean"), 0.0) or 0.0))
     lines = ["| proxy | cells | seeds | " + " | ".join(h for _, h in COLUMNS) + " |",
              "|---|---:|---:|" + "---:|" * len(COLUMNS)]
     for p in proxies:
         row = [_cell(values.get((p, m, "mean")), values.get((p, m, "std")), m.startswith(("best", "worst")))
                for m, _ in COLUMNS]
-        lines.append(f"| {p} | {cells[p]} | {seeds.get(p, 0)} | " + " | ".join(row) + " |")
+        lines.append(f"| {p} | {cells[p]} | {len(seeds.get(p, ()))} | " + " | ".join(row) + " |")
     return lines
 
 
@@ -74,6 +77,18 @@ def _errors(scores: pa.Table, limit: int = 10) -> list[str]:
     return lines
 
 
+def _ensemble_lines(config: Mapping[str, Any], scores: pa.Table) -> list[str]:
+    ensembles = parse_ensembles(config.get("ensembles"))
+    if not ensembles:
+        return []
+    scored = set(scores["proxy"].to_pylist())
+    return ["", "## Ensembles", "",
+            "Computed from the stored scores on the cells every member scored. *pairwise acc.*: "
+            "share of ordered pairs of cells with different accuracies put in the right order "
+            "(a proxy's tie counts as a vote for the second cell), the measure "
+            "zero-cost-nas reports for its vote.", ""] + [f"- {describe(e, scored)}" for e in ensembles]
+
+
 def write_report(path: Path, config: Mapping[str, Any], scores: pa.Table, metrics: pa.Table) -> Path:
     """Write ``report.md`` and return its path."""
     sweep = config.get("sweep", {})
@@ -88,6 +103,7 @@ def write_report(path: Path, config: Mapping[str, Any], scores: pa.Table, metric
     pairs = sorted(set(zip(metrics["space"].to_pylist(), metrics["dataset"].to_pylist(), metrics["truth"].to_pylist())))
     for space, dataset, truth in pairs:
         lines += ["", f"## {space} / {dataset} (truth: `{truth}`)", ""] + _table(metrics, space, dataset)
+    lines += _ensemble_lines(config, scores)
     lines += ["", "## Status and time per proxy", ""] + _status_lines(scores) + _errors(scores)
     path.write_text("\n".join(lines) + "\n")
     return path

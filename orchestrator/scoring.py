@@ -92,7 +92,7 @@ def score_cell(
             for name, _ in proxies
         ]
     build_seconds = time.perf_counter() - start
-    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device)
+    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, job.space)
     rows = []
     for name, params in proxies:
         seed_everything(derive_seed(seed, name))

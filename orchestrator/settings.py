@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import proxies as proxy_registry
+from orchestrator.ensembles import parse_ensembles
 from orchestrator.errors import SweepError
 from spaces import SPACES, make_space
 from spaces.base import require_files
@@ -206,6 +207,10 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
             raise SweepError(f"unknown proxy {n!r}; known: {', '.join(sorted(proxy_registry.PROXIES))}")
     proxy_settings = resolved.get("proxy") or {}
     runs = tuple(_check_proxy(n, proxy_settings.get(n)) for n in names)
+    try:  # checked now so a typo fails before scoring, not in the reducer hours later
+        parse_ensembles(resolved.get("ensembles"), known=proxy_registry.PROXIES)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
     seeds = _int_list(sweep.get("seeds"), "sweep.seeds")
     shard_size = sweep.get("shard_size")
     if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:

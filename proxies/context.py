@@ -53,6 +53,25 @@ def set_mode(model: nn.Module, mode: str) -> None:
 
 
 @dataclass
+class ReluPass:
+    """What one hooked forward pass records at the ReLUs (see ``ScoringContext.relu_pass``).
+
+    ``kernel``: NASWOT's K over the ReLUs on a path to the output. ``patterns``: one row per
+    input, the binary codes (unit active or not) of every ReLU whose input is 4-D,
+    concatenated in call order and packed 8 units per byte (``np.packbits``): two inputs
+    share a linear region of the network exactly when their rows are equal.
+    """
+
+    kernel: np.ndarray
+    patterns: np.ndarray
+
+
+def pack_codes(codes: torch.Tensor) -> np.ndarray:
+    """N x D boolean (or 0/1) codes as N x ceil(D/8) bytes, for exact row comparisons."""
+    return np.packbits(codes.detach().to("cpu", torch.bool).numpy(), axis=1)
+
+
+@dataclass
 class LayerGrad:
     """A measured layer's weight and the gradient of the loss with respect to it.
 
@@ -77,8 +96,11 @@ class ScoringContext:
         input_shape: tuple[int, ...],
         num_classes: int,
         device: torch.device,
+        space: str = "",
     ) -> None:
         self.model = model
+        #: the search space's name, for proxies whose reference settings differ per space
+        self.space = space
         self.batches = batches
         self.input_shape = input_shape
         self.num_classes = num_classes
@@ -185,13 +207,19 @@ class ScoringContext:
     def relu_kernel(self, spec: BatchSpec, mode: str = "train") -> np.ndarray:
         """NASWOT's kernel K[i, j]: over all ReLU units on a path to the output, how many
         agree on being active for inputs i and j (units minus Hamming distance), float64."""
+        return self.relu_pass(spec, mode).kernel
 
-        def compute() -> np.ndarray:
+    def relu_pass(self, spec: BatchSpec, mode: str = "train") -> ReluPass:
+        """One forward of the batch with hooks at every nn.ReLU, shared by the activation
+        proxies that read the same batch in the same mode (naswot, linear_regions)."""
+
+        def compute() -> ReluPass:
             x, _ = self.batch(spec)
             # The reference's backward pass starts from an input that requires grad.
             x = x.detach().clone().requires_grad_(True)
             set_mode(self.model, mode)
             calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+            patterns: list[np.ndarray] = []
 
             def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
                 codes = (inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0).to(torch.float32)
@@ -200,6 +228,8 @@ class ScoringContext:
                 active = codes.sum(dim=1)
                 agree = 2.0 * (codes @ codes.T) - active[:, None] - active[None, :] + codes.shape[1]
                 calls.append((output, agree))
+                if inputs[0].dim() == 4:  # TENAS counts the ReLUs of feature maps only
+                    patterns.append(pack_codes(codes))
 
             handles = [
                 m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, nn.ReLU)
@@ -216,9 +246,14 @@ class ScoringContext:
             for output, agree in calls:
                 if output.grad_fn is not None and output.grad_fn in reached:
                     kernel += agree.cpu().numpy().astype(np.float64)
-            return kernel
+            return ReluPass(kernel, join_patterns(patterns, x.shape[0]))
 
-        return self.shared(("relu_kernel", spec, mode), compute)
+        return self.shared(("relu_pass", spec, mode), compute)
+
+
+def join_patterns(parts: list[np.ndarray], n: int) -> np.ndarray:
+    """Concatenate packed code blocks along the units; N x 0 when no ReLU ran."""
+    return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), dtype=np.uint8)
 
 
 def _fisher_hook(fisher: dict[nn.Module, torch.Tensor]) -> Callable:
