@@ -2,13 +2,19 @@
 
 Proxies that need the same pass (the loss gradients of the weights, the ReLU activation
 patterns, the input Jacobian) ask the context for it; the first asker pays for it and the
-others reuse it. After every pass and after every proxy, the model's parameters and buffers
-are put back to their initial values, so no proxy sees another's side effects (BatchNorm
-running statistics included). Proxies that must transform the network (synflow's absolute
-weights in float64) work on ``fresh_copy()``.
+others reuse it. The gradient passes of one batch share a single forward pass whose
+autograd graph is kept for the cell (``forward_graph``): the loss gradients, GraSP's
+Hessian-gradient product and the input Jacobian are each one more backward through it.
 
-Timing: the context records how long each shared pass took and which passes a proxy used,
-so the scorer can report both a proxy's own work and the shared cost it relied on.
+After every pass and after every proxy, the model's parameters and buffers are put back to
+their initial values, so no proxy sees another's side effects (BatchNorm running statistics
+included). Buffers are restored by rebinding fresh copies rather than writing into the old
+tensors, which a kept graph may have saved. Proxies that must transform the network
+(synflow's absolute weights in float64) work on ``fresh_copy()``.
+
+Timing: the context records how long each shared pass took (excluding the passes it used
+in turn) and which passes a proxy used, directly or through another pass, so the scorer
+can report both a proxy's own work and the shared cost it relied on.
 """
 from __future__ import annotations
 
@@ -86,6 +92,20 @@ class LayerGrad:
     fisher: torch.Tensor | None = None
 
 
+@dataclass
+class ForwardGraph:
+    """One forward pass of a batch, kept with its autograd graph for later backward passes.
+
+    ``x`` is the input (it requires grad, so the Jacobian is one backward away), ``logits``
+    the output, ``layer_outputs`` every call of a measured layer (Conv2d/Linear) with the
+    output it produced, in call order.
+    """
+
+    x: torch.Tensor
+    logits: torch.Tensor
+    layer_outputs: list[tuple[nn.Module, torch.Tensor]]
+
+
 class ScoringContext:
     """Everything a proxy may read about one cell."""
 
@@ -107,13 +127,31 @@ class ScoringContext:
         self.device = device
         self._initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self._cache: dict[tuple, Any] = {}
+        self._deps: dict[tuple, set[tuple]] = {}
+        self._computing: list[tuple[set[tuple], list[float]]] = []
         self.pass_seconds: dict[tuple, float] = {}
         self.used: set[tuple] = set()
 
     # -- bookkeeping --------------------------------------------------------------------
     def restore(self) -> None:
-        """Put parameters and buffers back to their initial values; clear gradients."""
-        self.model.load_state_dict(self._initial)
+        """Put parameters and buffers back to their initial values; clear gradients.
+
+        Changed buffers (BatchNorm running statistics) get fresh tensors; a parameter that
+        a proxy changed in place is written back, and kept graphs, now stale, are dropped."""
+        with torch.no_grad():
+            for prefix, module in self.model.named_modules():
+                for name, buf in module._buffers.items():
+                    initial = self._initial.get(f"{prefix}.{name}" if prefix else name)
+                    if buf is not None and initial is not None and not torch.equal(buf, initial):
+                        module._buffers[name] = initial.clone()
+            changed = False
+            for name, param in self.model.named_parameters():
+                if not torch.equal(param, self._initial[name]):
+                    param.copy_(self._initial[name])
+                    changed = True
+        if changed:
+            for key in [k for k in self._cache if k[0] == "forward"]:
+                del self._cache[key]
         self.model.zero_grad(set_to_none=True)
 
     def fresh_copy(self) -> nn.Module:
@@ -125,16 +163,37 @@ class ScoringContext:
         return clone
 
     def shared(self, key: tuple, compute: Callable[[], Any]) -> Any:
-        """The result of a shared pass, computed on first use; marks it used by the caller."""
-        self.used.add(key)
+        """The result of a shared pass, computed on first use; marks it, and the passes it
+        was built on, used by the caller."""
         if key not in self._cache:
+            deps: set[tuple] = set()
+            inner = [0.0]
+            self._computing.append((deps, inner))
             start = time.perf_counter()
             try:
                 self._cache[key] = compute()
             finally:
                 self.restore()
-                self.pass_seconds[key] = time.perf_counter() - start
+                self._computing.pop()
+                elapsed = time.perf_counter() - start
+                self.pass_seconds[key] = elapsed - inner[0]
+                self._deps[key] = deps
+                if self._computing:
+                    self._computing[-1][1][0] += elapsed
+        self._mark_used(key)
         return self._cache[key]
+
+    def _mark_used(self, key: tuple) -> None:
+        for target in [self.used, *(deps for deps, _ in self._computing)]:
+            target.add(key)
+            target.update(self._all_deps(key))
+
+    def _all_deps(self, key: tuple) -> set[tuple]:
+        out: set[tuple] = set()
+        for dep in self._deps.get(key, ()):
+            out.add(dep)
+            out |= self._all_deps(dep)
+        return out
 
     def batch(self, spec: BatchSpec) -> Batch:
         """The fixed batch for ``spec`` (already on the device)."""
@@ -144,35 +203,76 @@ class ScoringContext:
             raise KeyError(f"no fixed batch {spec} was prepared for this job") from None
 
     # -- shared passes ------------------------------------------------------------------
-    def loss_gradients(self, spec: BatchSpec, mode: str = "train") -> list[LayerGrad]:
-        """Cross-entropy loss on the batch, one forward and one backward: weight, gradient
-        and per-channel Fisher estimate per measured layer. Serves grad_norm, snip, plain,
-        fisher and the per-weight gradient statistics (zico, xi_gsnr)."""
+    def forward_graph(self, spec: BatchSpec, mode: str = "train") -> ForwardGraph:
+        """One forward of the batch, input requiring grad, graph kept for the cell."""
 
-        def compute() -> list[LayerGrad]:
-            x, y = self.batch(spec)
+        def compute() -> ForwardGraph:
+            x, _ = self.batch(spec)
+            x = x.detach().clone().requires_grad_(True)
             set_mode(self.model, mode)
-            self.model.zero_grad(set_to_none=True)
-            layers = weight_layers(self.model)
-            fisher: dict[nn.Module, torch.Tensor] = {}
-            handles = [layer.register_forward_hook(_fisher_hook(fisher)) for layer in layers]
+            outputs: list[tuple[nn.Module, torch.Tensor]] = []
+            handles = [
+                layer.register_forward_hook(lambda layer, _i, out: outputs.append((layer, out)))
+                for layer in weight_layers(self.model)
+            ]
             try:
-                F.cross_entropy(self.model(x), y).backward()
+                logits = self.model(x)
             finally:
                 for h in handles:
                     h.remove()
+            return ForwardGraph(x, logits, outputs)
+
+        return self.shared(("forward", spec, mode), compute)
+
+    def loss_gradients(self, spec: BatchSpec, mode: str = "train") -> list[LayerGrad]:
+        """Cross-entropy loss on the batch, one backward: weight, gradient and per-channel
+        Fisher estimate per measured layer. Serves grad_norm, snip, plain, fisher and the
+        per-weight gradient statistics (zico, xi_gsnr).
+
+        The first batch of a setting backs up through the kept ``forward_graph``; the later
+        batches of multi-batch proxies run a forward of their own that is not kept."""
+
+        def compute() -> list[LayerGrad]:
+            _, y = self.batch(spec)
+            graph = self.forward_graph(spec, mode) if spec.index == 0 else self._forward_once(spec, mode)
+            layers = weight_layers(self.model)
+            tracked = [(layer, out) for layer, out in graph.layer_outputs if out.requires_grad]
+            loss = F.cross_entropy(graph.logits, y)
+            grads = torch.autograd.grad(
+                loss, [layer.weight for layer in layers] + [out for _, out in tracked],
+                retain_graph=spec.index == 0, allow_unused=True,
+            )
+            fisher: dict[nn.Module, torch.Tensor] = {}
+            for (layer, out), grad in zip(tracked, grads[len(layers):]):
+                if grad is not None:
+                    value = _channel_fisher(out.detach(), grad)
+                    fisher[layer] = fisher[layer] + value if layer in fisher else value
             return [
                 LayerGrad(
                     layer.weight.detach().clone(),
-                    layer.weight.grad.detach().clone()
-                    if layer.weight.grad is not None
-                    else torch.zeros_like(layer.weight),
+                    grad.detach() if grad is not None else torch.zeros_like(layer.weight),
                     fisher.get(layer, layer.weight.new_zeros(layer.weight.shape[0])),
                 )
-                for layer in layers
+                for layer, grad in zip(layers, grads[: len(layers)])
             ]
 
         return self.shared(("loss_gradients", spec, mode), compute)
+
+    def _forward_once(self, spec: BatchSpec, mode: str) -> ForwardGraph:
+        """Like ``forward_graph`` but neither cached nor counted as a pass of its own."""
+        x, _ = self.batch(spec)
+        set_mode(self.model, mode)
+        outputs: list[tuple[nn.Module, torch.Tensor]] = []
+        handles = [
+            layer.register_forward_hook(lambda layer, _i, out: outputs.append((layer, out)))
+            for layer in weight_layers(self.model)
+        ]
+        try:
+            logits = self.model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return ForwardGraph(x, logits, outputs)
 
     def sample_kernel(
         self, spec: BatchSpec, mode: str, output: str, parameters: str, method: str
@@ -192,15 +292,15 @@ class ScoringContext:
         return self.shared(("sample_kernel", spec, mode, output, parameters, method), compute)
 
     def input_jacobian(self, spec: BatchSpec, mode: str = "train") -> torch.Tensor:
-        """Gradient of the sum of the logits with respect to each input image, N x D."""
+        """Gradient of the sum of the logits with respect to each input image, N x D: one
+        backward through the kept ``forward_graph``."""
 
         def compute() -> torch.Tensor:
-            x, _ = self.batch(spec)
-            x = x.detach().clone().requires_grad_(True)
-            set_mode(self.model, mode)
-            out = self.model(x)
-            out.backward(torch.ones_like(out))
-            return x.grad.detach().reshape(x.shape[0], -1)
+            graph = self.forward_graph(spec, mode)
+            (grad,) = torch.autograd.grad(
+                graph.logits, graph.x, torch.ones_like(graph.logits), retain_graph=True
+            )
+            return grad.detach().reshape(graph.x.shape[0], -1)
 
         return self.shared(("input_jacobian", spec, mode), compute)
 
@@ -256,26 +356,14 @@ def join_patterns(parts: list[np.ndarray], n: int) -> np.ndarray:
     return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), dtype=np.uint8)
 
 
-def _fisher_hook(fisher: dict[nn.Module, torch.Tensor]) -> Callable:
-    """A forward hook that, once the gradient of the layer's output is known, adds the
-    layer's per-channel Fisher estimate (see ``LayerGrad``) to ``fisher[layer]``."""
-
-    def hook(layer: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        if not output.requires_grad:
-            return
-        act = output.detach()
-
-        def on_grad(grad: torch.Tensor) -> None:
-            if act.dim() > 2:  # sum over positions; vecdot avoids the N x C x H x W product
-                per_sample = torch.linalg.vecdot(act.flatten(2), grad.flatten(2))
-            else:
-                per_sample = act * grad
-            value = per_sample.pow(2).mean(0).mul(0.5)
-            fisher[layer] = fisher[layer] + value if layer in fisher else value
-
-        output.register_hook(on_grad)
-
-    return hook
+def _channel_fisher(act: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Per output channel: 0.5 * mean over the batch of (sum over positions of activation *
+    d loss / d activation)^2 (zero-cost-nas fisher.py)."""
+    if act.dim() > 2:  # sum over positions; vecdot avoids the N x C x H x W product
+        per_sample = torch.linalg.vecdot(act.flatten(2), grad.flatten(2))
+    else:
+        per_sample = act * grad
+    return per_sample.pow(2).mean(0).mul(0.5)
 
 
 def _graph_nodes(output: torch.Tensor) -> set:

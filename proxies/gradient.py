@@ -73,23 +73,22 @@ def grasp(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     weights (summed over ``num_iters`` passes over the same batch, so scaled by it), Hg the
     Hessian-vector product from a second backward of g . dL/dw, score = sum of -w * Hg.
 
-    The loss is cross-entropy of logits / T (``T``). One forward serves both gradients: the
+    The loss is cross-entropy of logits / T (``T``). Both gradients back up through the
+    context's kept forward pass of the batch (shared with the other gradient proxies): the
     reference runs two forwards of the same batch, which in train mode give the same graph.
-    The network is not changed (only BatchNorm buffers, which the context restores).
     """
-    x, y = ctx.batch(batch_spec(params))
-    net = ctx.model
-    set_mode(net, params["mode"])
-    net.zero_grad(set_to_none=True)
-    weights = [layer.weight for layer in weight_layers(net)]
-    loss = F.cross_entropy(net(x) / float(params["T"]), y)
-    grads = torch.autograd.grad(loss, weights, create_graph=True, allow_unused=True)
+    spec = batch_spec(params)
+    _, y = ctx.batch(spec)
+    graph = ctx.forward_graph(spec, params["mode"])
+    weights = [layer.weight for layer in weight_layers(ctx.model)]
+    loss = F.cross_entropy(graph.logits / float(params["T"]), y)
+    grads = torch.autograd.grad(loss, weights, create_graph=True, retain_graph=True, allow_unused=True)
     reached = [(w, g) for w, g in zip(weights, grads) if g is not None]
     if not reached:
         return 0.0
     scale = int(params["num_iters"])
     inner = sum((scale * g.detach() * g).sum() for _, g in reached)
-    hessian_g = torch.autograd.grad(inner, [w for w, _ in reached], allow_unused=True)
+    hessian_g = torch.autograd.grad(inner, [w for w, _ in reached], retain_graph=True, allow_unused=True)
     return float(
         sum(-(w.detach().double() * hg.double()).sum() for (w, _), hg in zip(reached, hessian_g) if hg is not None)
     )

@@ -124,12 +124,24 @@ class CountForwards(Tiny):
 def test_grad_norm_snip_plain_fisher_cost_one_forward_and_backward() -> None:
     CountForwards.calls = 0
     ctx = context(CountForwards(), {SPEC: as_batch(X, Y)})
+    both = {("forward", SPEC, "train"), ("loss_gradients", SPEC, "train")}
     for name in ("grad_norm", "snip", "plain", "fisher"):
         ctx.used.clear()
         run(name, ctx, **BATCH)
-        assert ctx.used == {("loss_gradients", SPEC, "train")}  # accounted to each of them
+        assert ctx.used == both  # the forward and the backward, accounted to each of them
     assert CountForwards.calls == 1
-    assert list(ctx.pass_seconds) == [("loss_gradients", SPEC, "train")]
+    assert set(ctx.pass_seconds) == both
+
+
+def test_grasp_and_jacob_cov_reuse_the_kept_forward() -> None:
+    CountForwards.calls = 0
+    ctx = context(CountForwards(), {SPEC: as_batch(X, Y)})
+    run("grad_norm", ctx, **BATCH)
+    run("grasp", ctx, **BATCH, T=1.0, num_iters=1)
+    ctx.used.clear()
+    run("jacob_cov", ctx, **BATCH, k=1e-5)
+    assert CountForwards.calls == 1
+    assert ctx.used == {("forward", SPEC, "train"), ("input_jacobian", SPEC, "train")}
 
 
 # --- grasp: Hessian-gradient product by central finite differences ---------------------
@@ -428,5 +440,6 @@ def test_first_batch_of_zico_is_the_pass_grad_norm_reads() -> None:
     run("grad_norm", ctx, **BATCH)
     ctx.used.clear()
     run("zico", ctx, **BATCH, num_batches=2, zero_grad_between_batches=False)
-    assert ctx.used == {("loss_gradients", SPEC, "train"), ("loss_gradients", SPEC.with_index(1), "train")}
+    assert ctx.used == {("forward", SPEC, "train"), ("loss_gradients", SPEC, "train"),
+                        ("loss_gradients", SPEC.with_index(1), "train")}
     assert CountForwards.calls == 2
