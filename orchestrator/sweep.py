@@ -87,12 +87,15 @@ def job_batches(settings: Settings, pending: list[Shard]) -> dict[tuple[str, int
     jobs = sorted({(s.job.dataset, s.job.seed) for s in pending})
     images: dict[str, tuple] = {}
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    for dataset, seed in jobs:
-        if dataset not in images:
-            images[dataset] = read_images(settings.images[dataset], dataset)
-        x, y = images[dataset]
-        batches = {spec: draw_batch(x, y, dataset, seed, spec) for spec in settings.batch_specs()}
-        out[(dataset, seed)] = {"input_shape": tuple(x.shape[1:]), "batches": batches}
+    try:
+        for dataset, seed in jobs:
+            if dataset not in images:
+                images[dataset] = read_images(settings.images[dataset], dataset)
+            x, y = images[dataset]
+            batches = {spec: draw_batch(x, y, dataset, seed, spec) for spec in settings.batch_specs()}
+            out[(dataset, seed)] = {"input_shape": tuple(x.shape[1:]), "batches": batches}
+    except (OSError, ValueError) as exc:  # a missing or unreadable file, a batch too large
+        raise SweepError(f"{exc} (images of {dataset}: {settings.images[dataset]})") from None
     return out
 
 

@@ -77,6 +77,7 @@ def test_unknown_dataset_in_process(tmp_path, capsys) -> None:
     ("proxy.snip.mode=inference", "proxy.snip.mode must be train or eval"),
     ("cells.n=0", "cells.n must be a positive integer"),
     ("sweep.datasets=[cifar10,cifar10]", "sweep.datasets lists a name twice"),
+    ("proxy.naswot.batch_size=6000", "batch of 6000 asked for, but cifar10 has 5085 images"),
 ])
 def test_bad_values_in_process(tmp_path, capsys, override, fragment) -> None:
     """The same checks without a subprocess: ``main_with_errors`` is the CLI's body."""
