@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,9 +315,10 @@ def to_table(cells: Enumeration) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write atomically (temporary file, then rename), tagged with the cache format."""
+    """Write atomically (a temporary file of this process, then rename), tagged with the
+    cache format; two processes caching at once both write whole files."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     meta = {b"proxysweep.format": CACHE_FORMAT.encode(), b"proxysweep.cells": str(table.num_rows).encode()}
     pq.write_table(table.replace_schema_metadata(meta), tmp)
     tmp.replace(path)

@@ -28,6 +28,7 @@ import argparse
 import base64
 import json
 import math
+import os
 import sys
 import time
 from array import array
@@ -197,7 +198,7 @@ def convert(src: Path, out: Path, verify_hashes: bool = True) -> Conversion:
     table = pa.table(columns).sort_by("hash")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(out)
     return Conversion(count, len(params), tuple(sorted(runs)), time.perf_counter() - start)
