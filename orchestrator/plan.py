@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import AbstractSet, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -86,12 +86,28 @@ def read_id_file(path: Path) -> list[str]:
     return ids
 
 
-def select_positions(table: CellTable, cells: Mapping[str, Any]) -> np.ndarray:
-    """Positions (in official order, ascending) of the cells the selection names."""
+def select_positions(
+    table: CellTable, cells: Mapping[str, Any], truth_ids: AbstractSet[str] | None = None
+) -> np.ndarray:
+    """Positions (in official order, ascending) of the cells the selection names;
+    ``truth_ids`` (the cells with ground truth) serves ``select: truth``."""
     total = len(table)
     select = cells["select"]
     if select == "all":
         return np.arange(total)
+    if select == "truth":
+        if truth_ids is None:
+            raise SweepError("cells=truth needs the ids of the cells with ground truth")
+        with_truth = np.array([i for i, cell_id in enumerate(table.ids) if cell_id in truth_ids], dtype=np.int64)
+        if not len(with_truth):
+            raise SweepError("no cell of the space has ground truth")
+        if cells.get("n") is None:
+            return with_truth
+        n = int(cells["n"])
+        if n > len(with_truth):
+            raise SweepError(f"cells.n={n} is larger than the {len(with_truth)} cells with ground truth")
+        rng = np.random.Generator(np.random.PCG64(int(cells["seed"])))
+        return np.sort(rng.choice(with_truth, size=n, replace=False))
     if select == "sample":
         n = int(cells["n"])
         if n > total:
@@ -116,10 +132,10 @@ def select_positions(table: CellTable, cells: Mapping[str, Any]) -> np.ndarray:
 
 def make_plan(
     space: str, datasets: Sequence[str], seeds: Sequence[int], table: CellTable,
-    cells: Mapping[str, Any], shard_size: int,
+    cells: Mapping[str, Any], shard_size: int, truth_ids: AbstractSet[str] | None = None,
 ) -> Plan:
     """Jobs dataset-major, then seed; cells in official order split every ``shard_size``."""
-    positions = select_positions(table, cells)
+    positions = select_positions(table, cells, truth_ids)
     ids = [table.ids[i] for i in positions]
     archs = [table.archs[i] for i in positions]
     jobs = tuple(Job(space, d, s) for d in datasets for s in seeds)

@@ -28,6 +28,7 @@ CELL_SELECTIONS = {
     "range": ("start", "stop"),
     "ids": ("ids",),
     "file": ("path",),
+    "truth": (),  # optional n and seed: a seeded sample of n of them
 }
 
 
@@ -85,7 +86,7 @@ class Settings:
     def score_fingerprint(self) -> dict[str, Any]:
         """What the scores of a shard depend on besides its job and cells; a rerun into the
         same folder must match it, so files of different settings never mix."""
-        space = {k: v for k, v in self.space_settings.items() if k != "truth"}
+        space = {k: v for k, v in self.space_settings.items() if k not in ("truth", "cache_dir")}
         return {
             "space": self.space,
             "space_settings": space,
@@ -144,6 +145,14 @@ def _check_cells(cells: Mapping[str, Any]) -> dict[str, Any]:
             raise SweepError(f"cells.n must be a positive integer; got {n!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+    elif select == "truth":
+        n, seed = cells.get("n"), cells.get("seed", 0)
+        if n is not None:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise SweepError(f"cells.n must be a positive integer or null (every cell with truth); got {n!r}")
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+            picked.update(n=n, seed=seed)
     elif select == "range":
         start, stop = picked["start"], picked["stop"]
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)) or not 0 <= start < stop:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 from omegaconf import DictConfig, OmegaConf
 
@@ -61,9 +62,11 @@ def prepare(settings: Settings) -> Prepared:
     space = make_space(settings.space, settings.space_settings, settings.data_root)
     try:
         table = space.cells()
+        truth_ids = cells_with_truth(space, settings) if settings.cells["select"] == "truth" else None
     except ValueError as exc:
         raise SweepError(str(exc)) from None
-    plan = make_plan(settings.space, settings.datasets, settings.seeds, table, settings.cells, settings.shard_size)
+    plan = make_plan(settings.space, settings.datasets, settings.seeds, table, settings.cells, settings.shard_size,
+                     truth_ids)
     store = ScoreStore(settings.out_dir)
     store.lock()
     try:
@@ -80,6 +83,17 @@ def prepare(settings: Settings) -> Prepared:
         store.unlock()
         raise
     return Prepared(settings, plan, store, pending, digest)
+
+
+def cells_with_truth(space: Any, settings: Settings) -> set[str]:
+    """Ids of the cells with a finite truth value for every dataset of the sweep."""
+    ids: set[str] | None = None
+    for dataset in settings.datasets:
+        truth = space.ground_truth(dataset, settings.truth_column(dataset))
+        acc = truth.column("accuracy").to_numpy(zero_copy_only=False)
+        have = {i for i, a in zip(truth.column("arch_id").to_pylist(), acc) if np.isfinite(a)}
+        ids = have if ids is None else ids & have
+    return ids or set()
 
 
 def job_batches(settings: Settings, pending: list[Shard]) -> dict[tuple[str, int], dict[str, Any]]:

@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Mapping
 
 from spaces.base import CellTable, SearchSpace
+from spaces.nb101 import NB101Space
 from spaces.nb201 import NB201Space
 
-SPACES: dict[str, type] = {"nb201": NB201Space}
+SPACES: dict[str, type] = {"nb201": NB201Space, "nb101": NB101Space}
 
 
 def make_space(name: str, settings: Mapping, data_root: Path | None = None) -> SearchSpace:

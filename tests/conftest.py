@@ -47,3 +47,14 @@ def ray_session() -> Iterator[str]:
         ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def nb101_cache(tmp_path_factory) -> Path:
+    """A cache folder holding the NAS-Bench-101 cell table, enumerated once per session
+    (about half a minute on two cores); NB101 tests point ``space.nb101.cache_dir`` here."""
+    from spaces.nb101 import NB101Space
+
+    folder = tmp_path_factory.mktemp("nb101_cache")
+    NB101Space({"cache_dir": str(folder)}).cell_table()
+    return folder

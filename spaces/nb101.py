@@ -1,0 +1,126 @@
+"""NAS-Bench-101: 423,624 cells, their official module hashes, networks and accuracies.
+
+Cell ids are the benchmark's module hashes; the official order is ascending hash (the order
+of the benchmark's ``generate_graphs.py`` output, which zero-cost-nas's ``--start/--end``
+index). The cell table comes from enumerating the space (``nb101_enumerate``, about half a
+minute on two cores) and is cached as Parquet: a ``cells_file`` already under the data
+root is used as is (a site can ship one), otherwise the table is read from, or enumerated
+into, ``cache_dir``. The cache is kept apart from the data root because the data root is
+the downloaded benchmark data, often read-only and shared (``/work/shared/data`` is),
+while the cache is derived and per user.
+
+Ground truth is a Parquet table with a ``hash`` column and accuracy columns
+(``truth_file``, a setting): the 30,001-cell sample (``nb101_sample_accuracy.parquet``, one
+training repeat) or a table converted from the official tfrecords by
+``python -m spaces.nb101_tfrecord convert`` (mean of the 3 repeats).
+"""
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from torch import nn
+
+from spaces.base import CellTable, require_files
+from spaces.nb101_cell import NB101Cell, parse_arch
+from spaces.nb101_enumerate import CACHE_FORMAT, NUM_CELLS, enumerate_cells, to_table, write_table
+from spaces.nb101_network import build_network
+
+TRUTH_HOW_TO = (
+    "a Parquet table with a 'hash' column and accuracy columns: the 30,001-cell sample "
+    "nb101_sample_accuracy.parquet, or one converted from the official nasbench_only108.tfrecord "
+    "with 'python -m spaces.nb101_tfrecord convert' (see the README section 'NAS-Bench-101')"
+)
+SPEC_COLUMNS = ("hash", "adjacency", "operations", "arch")
+
+
+class NB101Space:
+    """NAS-Bench-101 (settings: ``conf/space/nb101.yaml``)."""
+
+    name = "nb101"
+    num_classes: Mapping[str, int] = {"cifar10": 10}
+
+    def __init__(self, settings: Mapping, data_root: Path | None = None) -> None:
+        self.settings = settings
+        self.data_root = data_root
+        self.stem_channels = int(settings.get("stem_channels", 128))
+        self.num_stacks = int(settings.get("num_stacks", 3))
+        self.modules_per_stack = int(settings.get("modules_per_stack", 3))
+
+    # -- the cell table -----------------------------------------------------------------
+    @property
+    def cells_file(self) -> str:
+        return str(self.settings.get("cells_file", "nb101_cells.parquet"))
+
+    def cache_path(self) -> Path:
+        """Where the enumerated cell table is read from or written to."""
+        if self.data_root is not None and (self.data_root / self.cells_file).exists():
+            return self.data_root / self.cells_file
+        cache = self.settings.get("cache_dir") or "~/.cache/proxysweep"
+        return Path(os.path.expanduser(str(cache))).resolve() / self.cells_file
+
+    def cell_table(self) -> pa.Table:
+        """The cached cell table (hash, arch), enumerating and caching it on first use."""
+        path = self.cache_path()
+        if path.exists():
+            table = pq.read_table(path, columns=["hash", "arch"])
+            meta = table.schema.metadata or {}
+            if meta.get(b"proxysweep.format") == CACHE_FORMAT.encode() and table.num_rows == NUM_CELLS:
+                return table
+            if self.data_root is not None and path.parent == self.data_root:
+                raise ValueError(f"{path} is not a NAS-Bench-101 cell table of this version ({CACHE_FORMAT}, "
+                                 f"{NUM_CELLS} rows): remove it, or build one with python -m spaces.nb101_enumerate")
+        full = to_table(enumerate_cells())
+        write_table(full, path)
+        return full.select(["hash", "arch"])
+
+    def cells(self) -> CellTable:
+        table = self.cell_table()
+        return CellTable(ids=table.column("hash").to_pylist(), archs=table.column("arch").to_pylist())
+
+    # -- building -------------------------------------------------------------------------
+    def parse(self, arch: str) -> NB101Cell:
+        return parse_arch(arch)
+
+    def build(self, spec: object, num_classes: int) -> nn.Module:
+        if not isinstance(spec, NB101Cell):
+            raise TypeError(f"NB101Space.build takes an NB101Cell, not {type(spec).__name__}")
+        return build_network(spec, num_classes, self.stem_channels, self.num_stacks, self.modules_per_stack)
+
+    # -- ground truth ---------------------------------------------------------------------
+    @property
+    def truth_file(self) -> str:
+        return str(self.settings.get("truth_file", "nb101_sample_accuracy.parquet"))
+
+    def required_files(self) -> list[tuple[str, str]]:
+        return [(self.truth_file, TRUTH_HOW_TO)]
+
+    @cached_property
+    def _truth(self) -> pa.Table:
+        if self.data_root is None:
+            raise RuntimeError("this NB101Space was made without a data root")
+        require_files(self.data_root, self.required_files())
+        path = self.data_root / self.truth_file
+        names = pq.read_schema(path).names
+        if "hash" not in names:
+            raise ValueError(f"{path} has no 'hash' column: not a NAS-Bench-101 truth table")
+        return pq.read_table(path, columns=[c for c in names if c not in ("adjacency", "operations")])
+
+    def truth_columns(self) -> Sequence[str]:
+        numeric = (pa.types.is_floating, pa.types.is_integer)
+        return [f.name for f in self._truth.schema
+                if f.name not in SPEC_COLUMNS and any(test(f.type) for test in numeric)]
+
+    def ground_truth(self, dataset: str, column: str) -> pa.Table:
+        if dataset not in self.num_classes:
+            raise ValueError(f"NAS-Bench-101 was trained on {list(self.num_classes)} only, not {dataset!r}")
+        if column not in self.truth_columns():
+            raise ValueError(f"no truth column {column!r} in {self.data_root / self.truth_file}; have {self.truth_columns()}")
+        table = self._truth
+        return pa.table({"arch_id": pc.cast(table.column("hash"), pa.string()),
+                         "accuracy": table.column(column).cast(pa.float64())})
