@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from orchestrator.cluster import Connection, connect, disconnect
 from orchestrator.errors import SweepError
-from orchestrator.monitoring import SweepMetrics, announce_dashboard
+from orchestrator.monitoring import announce_dashboard
 from orchestrator.plan import Plan, Shard, fingerprint, make_plan
 from orchestrator.pool import ShardWork, Slot, cluster_has_gpus, node_affinity, plan_slots, run_pool
 from orchestrator.progress import Progress
@@ -168,12 +168,7 @@ def score(prepared: Prepared) -> int:
             "proxysweep.versions": json.dumps(versions()),
         }
         progress = Progress(prepared.plan.total_cells, already=prepared.done_cells)
-        sweep_metrics = SweepMetrics(settings.name, prepared.plan.total_cells, prepared.done_cells)
         print(f"Scoring {len(prepared.pending)} shard(s) with {len(slots)} {'GPU' if use_gpus else 'CPU'} actor(s)", flush=True)
-
-        def on_cell(_rows: list[Row]) -> None:
-            progress.update(1)
-            sweep_metrics.update(1)
 
         def on_shard(item: ShardWork) -> None:
             nonlocal written
@@ -182,7 +177,7 @@ def score(prepared: Prepared) -> int:
             written += 1
 
         run_pool(
-            work, slots, make_actor, on_cell=on_cell, on_shard=on_shard,
+            work, slots, make_actor, on_cell=lambda _rows: progress.update(1), on_shard=on_shard,
             failed_rows=_failed_rows(settings), max_cell_attempts=settings.max_cell_attempts,
             max_actor_restarts=int(settings.cluster.get("max_actor_restarts", 3)),
         )
