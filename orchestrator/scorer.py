@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from typing import Any, Mapping, Sequence
 
 import ray
 import torch
 
+from orchestrator.monitoring import ScorerMetrics
 from orchestrator.scoring import JobInputs, Row, Worker, score_cell
 from spaces import make_space
 from spaces.batches import BatchSpec
@@ -40,6 +42,7 @@ class Scorer:
         self.space = make_space(space, space_settings)
         self.proxies = list(proxies)
         self._jobs: dict[tuple, JobInputs] = {}
+        self.metrics = ScorerMetrics(name)
 
     def describe(self) -> dict[str, Any]:
         """Where this actor runs: shown by the driver and the dashboard."""
@@ -64,4 +67,7 @@ class Scorer:
 
     def score_cell(self, job: Mapping[str, Any], arch_id: str, arch: str) -> list[Row]:
         """The rows of one cell of ``job``, one per requested proxy."""
-        return score_cell(self.space, self._job(job), arch_id, arch, self.proxies, self.worker)
+        start = time.perf_counter()
+        rows = score_cell(self.space, self._job(job), arch_id, arch, self.proxies, self.worker)
+        self.metrics.record_cell(job["space"], job["dataset"], rows, time.perf_counter() - start)
+        return rows

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from orchestrator.cluster import Connection, connect, disconnect
 from orchestrator.errors import SweepError
+from orchestrator.monitoring import announce_dashboard
 from orchestrator.plan import Plan, Shard, fingerprint, make_plan
 from orchestrator.pool import ShardWork, Slot, cluster_has_gpus, node_affinity, plan_slots, run_pool
 from orchestrator.progress import Progress
@@ -148,7 +149,7 @@ def score(prepared: Prepared) -> int:
     written = 0
     try:
         if connection.dashboard_url:
-            print(f"Ray dashboard: {connection.dashboard_url}", flush=True)
+            print(announce_dashboard(connection.dashboard_url), flush=True)
         use_gpus = settings.device == "cuda" or (settings.device == "auto" and cluster_has_gpus())
         if use_gpus and not cluster_has_gpus():
             raise SweepError("device=cuda, but the Ray cluster has no GPUs")

@@ -1,0 +1,1 @@
+"""Ways to run proxysweep on clusters: Slurm submission, and manifests for containers and Kubernetes."""

@@ -1,0 +1,1 @@
+"""Ray on Slurm: ``python -m launch.slurm [options] OVERRIDES...`` submits proxysweep.sbatch."""
