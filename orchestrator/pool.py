@@ -16,13 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import ray
-from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+from ray.exceptions import ActorDiedError, OutOfMemoryError, RayActorError, RayTaskError, WorkerCrashedError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.plan import Shard
 from orchestrator.scoring import Row, describe_error
 
 log = logging.getLogger(__name__)
+
+# What ray.get of an actor call raises when the call failed, or its process was lost:
+# the scorer raised (RayTaskError), the actor died or became unreachable (RayActorError),
+# Ray's memory monitor killed its process (OutOfMemoryError) or the process crashed.
+CALL_FAILURES = (RayActorError, RayTaskError, OutOfMemoryError, WorkerCrashedError)
 
 
 @dataclass
@@ -154,7 +159,7 @@ def run_pool(
                 a.calls.popleft()
                 try:
                     rows = ray.get(ref)
-                except (RayActorError, RayTaskError) as exc:
+                except CALL_FAILURES as exc:
                     if _blames_the_cell(exc):
                         _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
                     else:
@@ -166,7 +171,7 @@ def run_pool(
                         queue.appendleft(item)
                     # calls still queued behind the failed one are abandoned: the cells
                     # are handed out again from the first one not done
-                    if not isinstance(exc, RayActorError) or _replace(slot, make_actor, max_actor_restarts):
+                    if isinstance(exc, RayTaskError) or _replace(slot, make_actor, max_actor_restarts):
                         idle.append(slot)
                     continue
                 item.rows.append(rows)
@@ -187,11 +192,12 @@ def run_pool(
 def _blames_the_cell(exc: Exception) -> bool:
     """Whether a failure counts against the cell in flight.
 
-    An exception raised by the scorer, or its process dying while it ran (a crash or the
-    out-of-memory killer), may be the cell's doing. An actor that never started, failed in
-    its constructor, was preempted, or merely became unreachable (its node or the network
-    failed) says nothing about the cell, so the cell is retried without counting."""
-    if isinstance(exc, RayTaskError):
+    An exception raised by the scorer, or its process dying while it ran (a crash, or
+    Ray's memory monitor or the kernel killing it for memory), may be the cell's doing.
+    An actor that never started, failed in its constructor, was preempted, or merely
+    became unreachable (its node or the network failed) says nothing about the cell, so
+    the cell is retried without counting."""
+    if isinstance(exc, (RayTaskError, OutOfMemoryError, WorkerCrashedError)):
         return True
     if not isinstance(exc, ActorDiedError):
         return False  # e.g. ActorUnavailableError: the task may never have run
@@ -212,7 +218,7 @@ def _cell_failed(
                 item.shard.job.partition, item.shard.name, item.attempts[pos], describe_error(exc))
     if item.attempts[pos] < max_attempts:
         return
-    what = "the worker died" if isinstance(exc, RayActorError) else "the worker raised"
+    what = "the worker raised" if isinstance(exc, RayTaskError) else "the worker died"
     error = f"{what} {item.attempts[pos]} times while scoring this cell: {describe_error(exc)}"
     rows = failed_rows(item.shard, pos, error)
     item.rows.append(rows)
