@@ -318,7 +318,7 @@ class ScoringContext:
             # The reference's backward pass starts from an input that requires grad.
             x = x.detach().clone().requires_grad_(True)
             set_mode(self.model, mode)
-            calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+            calls: list[tuple[Any, torch.Tensor]] = []
             patterns: list[np.ndarray] = []
 
             def hook(_module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -327,7 +327,7 @@ class ScoringContext:
                 # product instead of two; float32 counts are exact below 2^24 units.
                 active = codes.sum(dim=1)
                 agree = 2.0 * (codes @ codes.T) - active[:, None] - active[None, :] + codes.shape[1]
-                calls.append((output, agree))
+                calls.append((output.grad_fn, agree))  # the node, not the activation
                 if inputs[0].dim() == 4:  # TENAS counts the ReLUs of feature maps only
                     patterns.append(pack_codes(codes))
 
@@ -335,7 +335,11 @@ class ScoringContext:
                 m.register_forward_hook(hook) for m in self.model.modules() if isinstance(m, nn.ReLU)
             ]
             try:
-                out = self.model(x)
+                # Only the graph's shape is read, never a backward: the tensors autograd
+                # would save for one are dropped, so this pass needs no more memory than
+                # an inference forward.
+                with torch.autograd.graph.saved_tensors_hooks(_drop_saved, _no_backward):
+                    out = self.model(x)
             finally:
                 for h in handles:
                     h.remove()
@@ -343,12 +347,20 @@ class ScoringContext:
             # which counts the ReLUs its backward pass visits: walk the autograd graph.
             reached = _graph_nodes(out)
             kernel = np.zeros((x.shape[0], x.shape[0]), dtype=np.float64)
-            for output, agree in calls:
-                if output.grad_fn is not None and output.grad_fn in reached:
+            for node, agree in calls:
+                if node is not None and node in reached:
                     kernel += agree.cpu().numpy().astype(np.float64)
             return ReluPass(kernel, join_patterns(patterns, x.shape[0]))
 
         return self.shared(("relu_pass", spec, mode), compute)
+
+
+def _drop_saved(_tensor: torch.Tensor) -> None:
+    return None
+
+
+def _no_backward(_packed: None) -> torch.Tensor:
+    raise RuntimeError("the ReLU pass keeps the graph's shape only; it cannot be backpropagated")
 
 
 def join_patterns(parts: list[np.ndarray], n: int) -> np.ndarray:
