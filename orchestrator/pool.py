@@ -6,6 +6,10 @@ named after node and device so the dashboard tells them apart. The driver hands 
 shard per idle actor and consumes each actor's per-cell stream. When an actor dies, the
 cells it had not yet returned go back to the front of the queue and the actor is
 replaced; a cell during which workers died ``max_cell_attempts`` times becomes error rows.
+
+A death is counted against a cell only when that cell was the actor's one call in flight:
+a process that dies with a later call queued may have finished the older cell and lost
+only its reply, so those cells are retried one call at a time before anyone is blamed.
 """
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ class ShardWork:
     job: Mapping[str, Any]
     rows: list[list[Row]] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)
+    careful_until: int = -1  # cells up to this index are sent alone (see module docstring)
 
     @property
     def next_cell(self) -> int:
@@ -136,7 +141,10 @@ def run_pool(
     def submit(a: Assignment) -> None:
         item = a.item
         nxt = a.calls[-1][0] + 1 if a.calls else item.next_cell
-        while len(a.calls) < window and nxt < len(item.shard):
+        while nxt < len(item.shard):
+            careful = (a.calls[0][0] if a.calls else nxt) <= item.careful_until
+            if len(a.calls) >= (1 if careful else window):
+                break
             ref = a.slot.actor.score_cell.remote(item.job, item.shard.ids[nxt], item.shard.archs[nxt])
             a.calls.append((nxt, ref))
             nxt += 1
@@ -160,7 +168,13 @@ def run_pool(
                 try:
                     rows = ray.get(ref)
                 except CALL_FAILURES as exc:
-                    if _blames_the_cell(exc):
+                    if _blames_the_cell(exc) and a.calls and not isinstance(exc, RayTaskError):
+                        item.careful_until = a.calls[-1][0]
+                        log.warning("scorer %s died with %d call(s) queued (%s); cells %s to %s "
+                                    "of %s are retried one at a time", slot.name, len(a.calls) + 1,
+                                    describe_error(exc), item.shard.ids[item.next_cell],
+                                    item.shard.ids[item.careful_until], item.shard.name)
+                    elif _blames_the_cell(exc):
                         _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
                     else:
                         log.warning("scorer %s was lost (%s); its shard goes back to the queue",

@@ -59,10 +59,13 @@ def test_deaths_are_retried_then_recorded(ray_session, tmp_path) -> None:
     assert len(cells_seen) == 12
     by_id = {r["arch_id"]: r for rows in finished.values() for r in rows}
     assert by_id["c11"]["status"] == "ok"  # died once, then scored on a new worker
+    assert by_id["c20"]["status"] == "ok"  # its reply may be lost when c21 kills the worker
     assert by_id["c21"]["status"] == "error"  # killed its worker twice: recorded, not retried forever
     assert "the worker died 2 times while scoring this cell" in by_id["c21"]["error"]
     assert by_id["c22"]["status"] == "ok"  # the rest of that shard was still scored
-    assert sum(s.restarts for s in slots) == 3  # one death for c11, two for c21
+    # one death for c11; three for c21: once with c20 or c22 queued beside it (not counted,
+    # the blame is unclear), then twice as the only call in flight
+    assert sum(s.restarts for s in slots) == 4
 
 
 def test_which_failures_count_against_a_cell() -> None:
