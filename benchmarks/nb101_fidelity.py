@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-from hydra import compose, initialize_config_dir
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import config  # noqa: E402
 from published import ABDELFATTAH_NB101  # noqa: E402
 
 from orchestrator.reduce import higher_is_better, summary_rows  # noqa: E402
@@ -31,14 +31,11 @@ from orchestrator.store import ScoreStore  # noqa: E402
 from orchestrator.sweep import run_sweep  # noqa: E402
 from spaces import make_space  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
 
 def main(overrides: list[str]) -> None:
     if not any(o.startswith("+sweep=") for o in overrides):
         overrides = ["+sweep=nb101_fidelity300", *overrides]
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = config(overrides)
     result = run_sweep(cfg)
     rows = summary_rows(result.reduction.metrics, keys=("spearman", "kendall_tau"))
     truth = cfg.space.nb101.truth.cifar10

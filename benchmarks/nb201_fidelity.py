@@ -12,22 +12,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import config  # noqa: E402
 from published import ABDELFATTAH_NB201  # noqa: E402
 
 from orchestrator.reduce import summary_rows  # noqa: E402
 from orchestrator.sweep import run_sweep  # noqa: E402
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
 
 def main(overrides: list[str]) -> None:
     if not any(o.startswith("+sweep=") for o in overrides):
         overrides = ["+sweep=nb201_fidelity300", *overrides]
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose(config_name="config", overrides=overrides)
+    cfg = config(overrides)
     result = run_sweep(cfg)
     rows = summary_rows(result.reduction.metrics, keys=("spearman", "kendall_tau"))
     print(f"\n{'dataset':<15} {'proxy':<16} {'cells':>5} {'spearman':>9} {'kendall':>8} {'published |rho|':>16} {'gap':>6}")

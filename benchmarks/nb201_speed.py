@@ -25,23 +25,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
 from orchestrator.cluster import ray_defaults
 from orchestrator.scoring import JobInputs, Worker, cell_seed, score_cell, seed_everything
 from orchestrator.settings import load_settings
-from orchestrator.sweep import prepare, score
 from spaces import make_space
 from spaces.batches import BatchSpec, draw_batch
 from spaces.images import read_images
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import config, timed_scoring  # noqa: E402
+
 DEFAULT_PROXIES = ["grad_norm", "snip", "synflow", "jacob_cov", "naswot", "params"]
-
-
-def config(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return compose(config_name="config", overrides=overrides)
 
 
 def per_proxy(settings, proxies: list[str], family: list[str], cells: int) -> None:
@@ -104,13 +99,7 @@ def actors(settings_overrides: list[str], cells: int) -> None:
             with tempfile.TemporaryDirectory() as out:
                 cfg = config([*settings_overrides, "cells=sample", f"cells.n={cells}", "cells.seed=11",
                               "sweep.seeds=[0]", "sweep.shard_size=2", f"cluster.num_actors={n}", f"out_dir={out}", "reduce=false"])
-                prepared = prepare(load_settings(cfg))
-                start = time.perf_counter()
-                try:
-                    score(prepared)
-                finally:
-                    prepared.store.unlock()
-                wall = time.perf_counter() - start
+                wall = timed_scoring(cfg)
                 print(f"{n} actor(s): {cells} cells in {wall:.1f} s -> {cells / wall:.3f} cells/s")
     finally:
         ray.shutdown()

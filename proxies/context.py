@@ -208,19 +208,7 @@ class ScoringContext:
 
         def compute() -> ForwardGraph:
             x, _ = self.batch(spec)
-            x = x.detach().clone().requires_grad_(True)
-            set_mode(self.model, mode)
-            outputs: list[tuple[nn.Module, torch.Tensor]] = []
-            handles = [
-                layer.register_forward_hook(lambda layer, _i, out: outputs.append((layer, out)))
-                for layer in weight_layers(self.model)
-            ]
-            try:
-                logits = self.model(x)
-            finally:
-                for h in handles:
-                    h.remove()
-            return ForwardGraph(x, logits, outputs)
+            return self._hooked_forward(x.detach().clone().requires_grad_(True), mode)
 
         return self.shared(("forward", spec, mode), compute)
 
@@ -259,8 +247,12 @@ class ScoringContext:
         return self.shared(("loss_gradients", spec, mode), compute)
 
     def _forward_once(self, spec: BatchSpec, mode: str) -> ForwardGraph:
-        """Like ``forward_graph`` but neither cached nor counted as a pass of its own."""
-        x, _ = self.batch(spec)
+        """Like ``forward_graph`` but neither cached nor counted as a pass of its own, and
+        without a gradient for the input."""
+        return self._hooked_forward(self.batch(spec)[0], mode)
+
+    def _hooked_forward(self, x: torch.Tensor, mode: str) -> ForwardGraph:
+        """A forward of ``x`` in ``mode`` that records each measured layer's output."""
         set_mode(self.model, mode)
         outputs: list[tuple[nn.Module, torch.Tensor]] = []
         handles = [
