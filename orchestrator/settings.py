@@ -67,6 +67,7 @@ class Settings:
     cells: Mapping[str, Any]
     shard_size: int
     max_cell_attempts: int
+    retry_errors: bool
     data_root: Path
     images: Mapping[str, Path]
     out_dir: Path
@@ -227,6 +228,9 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
     attempts = sweep.get("max_cell_attempts", 2)
     if not isinstance(attempts, int) or attempts < 1:
         raise SweepError(f"sweep.max_cell_attempts must be a positive integer; got {attempts!r}")
+    retry_errors = sweep.get("retry_errors", False)
+    if not isinstance(retry_errors, bool):
+        raise SweepError(f"sweep.retry_errors must be true or false; got {retry_errors!r}")
     cells = _check_cells(resolved.get("cells") or {})
     data = resolved.get("data") or {}
     root = resolve_root(data.get("root") or ".")
@@ -249,6 +253,7 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
         cells=cells,
         shard_size=shard_size,
         max_cell_attempts=attempts,
+        retry_errors=retry_errors,
         data_root=root,
         images=images,
         out_dir=Path(str(resolved.get("out_dir", "outputs"))).expanduser().resolve(),

@@ -138,6 +138,16 @@ class ScoreStore:
             return set()
         return {int(m.group(1)) for p in folder.iterdir() if (m := SHARD_RE.match(p.name))}
 
+    def with_errors(self, job: Job) -> set[int]:
+        """Indices of the finished shards of ``job`` that hold at least one error row."""
+        folder = self.job_dir(job)
+        if not folder.is_dir():
+            return set()
+        return {
+            int(m.group(1)) for p in folder.iterdir()
+            if (m := SHARD_RE.match(p.name)) and "error" in pq.read_table(p, columns=["status"])["status"].to_pylist()
+        }
+
     def remove_temporaries(self) -> int:
         """Delete half-written files left by a driver that was killed; returns how many."""
         if not self.scores_dir.is_dir():

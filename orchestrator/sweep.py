@@ -79,6 +79,8 @@ def prepare(settings: Settings) -> Prepared:
         pending = []
         for job in plan.jobs:
             finished = store.finished(job)
+            if settings.retry_errors:
+                finished -= store.with_errors(job)
             pending.extend(s for s in plan.shards(job) if s.index not in finished)
     except BaseException:
         store.unlock()

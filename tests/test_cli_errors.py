@@ -73,6 +73,7 @@ def test_unknown_dataset_in_process(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("override, fragment", [
     ("sweep.seeds=[0,zero]", "sweep.seeds must hold integers"),
     ("sweep.shard_size=0", "sweep.shard_size must be a positive integer"),
+    ("sweep.retry_errors=maybe", "sweep.retry_errors must be true or false"),
     ("proxy.naswot.batch_size=-3", "proxy.naswot.batch_size must be a positive integer"),
     ("proxy.snip.mode=inference", "proxy.snip.mode must be train or eval"),
     ("cells.n=0", "cells.n must be a positive integer"),

@@ -6,6 +6,7 @@ nb201_smoke sweep.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import DATA_ROOT, REPO, make_config
@@ -140,6 +143,24 @@ def test_a_failing_proxy_becomes_error_rows_and_the_sweep_goes_on(ray_session, t
     assert all(r["status"] == "ok" for r in rows if r["proxy"] == "params")
     assert set(result.reduction.metrics["proxy"].to_pylist()) == {"params"}
     assert "| jacob_cov | 0 | 0 | 3 |" in (tmp_path / "report.md").read_text()
+
+
+def test_retry_errors_rescores_only_the_shards_with_error_rows(reference, tmp_path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(reference["out"], out)
+    damaged = out / "scores/space=nb201/dataset=cifar10/seed=1/shard-00001.parquet"
+    table = pq.read_table(damaged)
+    rows = table.to_pylist()
+    rows[3].update(status="error", score=None, error="RuntimeError: lost to a busy node")
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), damaged)
+    args = [*SMALL, "cluster.num_actors=1", "sweep.shard_size=2", f"out_dir={out}"]
+
+    assert run_sweep(make_config(args)).scored_shards == 0  # an error row is a finished answer
+    assert pq.read_table(damaged).column("status").to_pylist().count("error") == 1
+
+    assert run_sweep(make_config([*args, "sweep.retry_errors=true"])).scored_shards == 1
+    assert scores_of(out) == reference["scores"]  # replaced, not duplicated
+    assert not list(out.rglob("*.tmp*"))
 
 
 def test_reducer_cli_on_a_finished_sweep(reference) -> None:
