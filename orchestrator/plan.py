@@ -103,17 +103,9 @@ def select_positions(
             raise SweepError("no cell of the space has ground truth")
         if cells.get("n") is None:
             return with_truth
-        n = int(cells["n"])
-        if n > len(with_truth):
-            raise SweepError(f"cells.n={n} is larger than the {len(with_truth)} cells with ground truth")
-        rng = np.random.Generator(np.random.PCG64(int(cells["seed"])))
-        return np.sort(rng.choice(with_truth, size=n, replace=False))
+        return _seeded_sample(with_truth, cells, f"the {len(with_truth)} cells with ground truth")
     if select == "sample":
-        n = int(cells["n"])
-        if n > total:
-            raise SweepError(f"cells.n={n} is larger than the space ({total} cells)")
-        rng = np.random.Generator(np.random.PCG64(int(cells["seed"])))
-        return np.sort(rng.choice(total, size=n, replace=False))
+        return _seeded_sample(np.arange(total), cells, f"the space ({total} cells)")
     if select == "range":
         start, stop = int(cells["start"]), int(cells["stop"])
         if stop > total:
@@ -128,6 +120,15 @@ def select_positions(
     if len(set(wanted)) != len(wanted):
         raise SweepError("the cell id list names a cell twice")
     return np.asarray(sorted(position[c] for c in wanted))
+
+
+def _seeded_sample(positions: np.ndarray, cells: Mapping[str, Any], pool: str) -> np.ndarray:
+    """``cells.n`` of ``positions`` drawn without replacement with ``cells.seed``, ascending."""
+    n = int(cells["n"])
+    if n > len(positions):
+        raise SweepError(f"cells.n={n} is larger than {pool}")
+    rng = np.random.Generator(np.random.PCG64(int(cells["seed"])))
+    return np.sort(rng.choice(positions, size=n, replace=False))
 
 
 def make_plan(

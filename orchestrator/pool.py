@@ -168,13 +168,14 @@ def run_pool(
                 try:
                     rows = ray.get(ref)
                 except CALL_FAILURES as exc:
-                    if _blames_the_cell(exc) and a.calls and not isinstance(exc, RayTaskError):
+                    blamed = _blames_the_cell(exc)
+                    if blamed and a.calls and not isinstance(exc, RayTaskError):
                         item.careful_until = a.calls[-1][0]
                         log.warning("scorer %s died with %d call(s) queued (%s); cells %s to %s "
                                     "of %s are retried one at a time", slot.name, len(a.calls) + 1,
                                     describe_error(exc), item.shard.ids[item.next_cell],
                                     item.shard.ids[item.careful_until], item.shard.name)
-                    elif _blames_the_cell(exc):
+                    elif blamed:
                         _cell_failed(item, exc, max_cell_attempts, on_cell, failed_rows)
                     else:
                         log.warning("scorer %s was lost (%s); its shard goes back to the queue",

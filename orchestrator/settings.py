@@ -131,6 +131,14 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     return out
 
 
+def _check_sample(n: Any, seed: Any, n_must_be: str) -> None:
+    """The size and seed of a seeded sample of cells."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SweepError(f"cells.n must be {n_must_be}; got {n!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+
+
 def _check_cells(cells: Mapping[str, Any]) -> dict[str, Any]:
     select = cells.get("select")
     if select not in CELL_SELECTIONS:
@@ -141,18 +149,11 @@ def _check_cells(cells: Mapping[str, Any]) -> dict[str, Any]:
             raise SweepError(f"cells={select} needs cells.{key}")
         picked[key] = cells[key]
     if select == "sample":
-        n, seed = picked["n"], picked["seed"]
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise SweepError(f"cells.n must be a positive integer; got {n!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool):
-            raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+        _check_sample(picked["n"], picked["seed"], "a positive integer")
     elif select == "truth":
         n, seed = cells.get("n"), cells.get("seed", 0)
         if n is not None:
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise SweepError(f"cells.n must be a positive integer or null (every cell with truth); got {n!r}")
-            if not isinstance(seed, int) or isinstance(seed, bool):
-                raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+            _check_sample(n, seed, "a positive integer or null (every cell with truth)")
             picked.update(n=n, seed=seed)
     elif select == "range":
         start, stop = picked["start"], picked["stop"]
