@@ -14,7 +14,7 @@ import ray
 import torch
 
 from orchestrator.monitoring import ScorerMetrics
-from orchestrator.scoring import JobInputs, Row, Worker, score_cell
+from orchestrator.scoring import JobInputs, Row, Worker, exact_cuda, score_cell
 from spaces import make_space
 from spaces.batches import BatchSpec
 
@@ -36,8 +36,7 @@ class Scorer:
             device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.device = torch.device("cuda:0" if device == "cuda" else "cpu")
         if self.device.type == "cuda":
-            torch.backends.cudnn.deterministic = True
-            torch.backends.cudnn.benchmark = False
+            exact_cuda()
         self.worker = Worker(name, self.device, socket.gethostname())
         self.space = make_space(space, space_settings)
         self.proxies = list(proxies)

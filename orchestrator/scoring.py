@@ -53,6 +53,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
+def exact_cuda() -> None:
+    """Make CUDA scoring repeatable and plain float32: deterministic cuDNN algorithms, no
+    autotuning, and no TF32 in convolutions or matrix products (PyTorch lets cuDNN use
+    TF32 by default, which rounds inputs to 10 mantissa bits; the references ran in float32)."""
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 def cell_seed(space: str, seed: int, arch_id: str) -> int:
     """The seed a cell's network is initialised with."""
     return derive_seed("cell", space, seed, arch_id)
