@@ -4,8 +4,8 @@ zero-cost-nas (foresight/models/nasbench2_ops.py) builds the cells' ReLU-conv-BN
 ``affine=False``, hence ``Conv2d(bias=not affine)``: every cell convolution has a bias
 (PyTorch's default uniform init), and BatchNorm without affine parameters follows it. The
 official network, which this project builds, has no such biases. BatchNorm subtracts the
-channel mean, so the biases change no forward value and no weight gradient downstream: only
-fisher, which reads the convolution's own output, sees them (sum over positions of
+channel mean, so with BatchNorm on the biases change no output and no weight gradient, but
+fisher reads the convolution's own output and sees them (sum over positions of
 (act + b) * grad differs per image by b * sum of grad). This script scores fisher on the
 cells of a finished fidelity sweep twice, on the project's network and on the same network
 with zero-cost-nas's cell biases added, and prints both rank correlations.

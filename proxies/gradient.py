@@ -61,8 +61,8 @@ def fisher(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     and gradients). Reference choices kept: train mode (the reference forces ``net.train()``;
     ``mode`` defaults to it), BatchNorm kept, mean cross-entropy (its 1/N is in the gradients).
     Not copied: zero-cost-nas scores NB201 on its own model, whose cell convolutions carry
-    random biases that the official network lacks; fisher is the one proxy that sees them
-    (``benchmarks/nb201_fisher_bias.py``).
+    random biases that the official network lacks; BatchNorm cancels them everywhere but in
+    the convolution outputs fisher reads (``benchmarks/nb201_fisher_bias.py``).
     """
     layers = ctx.loss_gradients(batch_spec(params), params["mode"])
     return float(
