@@ -3,21 +3,18 @@ scoring phase of a real sweep, so every script measures the same way."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from orchestrator.config import compose_config
 from orchestrator.settings import load_settings
 from orchestrator.sweep import prepare, score
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def config(overrides: list[str]) -> DictConfig:
     """The config ``python -m orchestrator`` would build from these overrides."""
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return compose(config_name="config", overrides=overrides)
+    return compose_config(overrides)
 
 
 def timed_scoring(cfg: DictConfig) -> float:

@@ -17,20 +17,15 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
+from orchestrator.config import compose_config
 from orchestrator.settings import load_settings
 from orchestrator.sweep import prepare
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def plan_once(overrides: list[str]):
     with tempfile.TemporaryDirectory() as out:
-        with initialize_config_dir(config_dir=str(CONF), version_base=None):
-            cfg = compose(config_name="config", overrides=[*overrides, f"out_dir={out}"])
+        cfg = compose_config([*overrides, f"out_dir={out}"])
         start = time.perf_counter()
         prepared = prepare(load_settings(cfg))
         seconds = time.perf_counter() - start

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,11 +23,31 @@ class Connection:
     dashboard_url: str | None
 
 
+AUTH_OFF_WARNING = (
+    "proxysweep: warning: Ray token authentication is off (RAY_AUTH_MODE=disabled): anyone "
+    "who reaches this cluster's ports can run code as you; unset RAY_AUTH_MODE to turn it back on"
+)
+
+
 def ray_defaults() -> None:
-    """Ray 2.60 turns on token auth and usage stats by default; a local sweep needs neither
-    (users who want them set the variables themselves)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    """No usage reporting to Anyscale. Token authentication is left as Ray sets it: on for
+    a local instance (Ray generates the token, ~/.ray/auth_token), and for a cluster
+    whatever ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN_PATH`` say, as on every one of its nodes."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def auth_disabled() -> bool:
+    """Whether the user turned Ray's token authentication off explicitly."""
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled"
+
+
+def token_hint() -> str:
+    """How a user gets the token the dashboard asks for (empty when auth is off)."""
+    if auth_disabled():
+        return ""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    where = f"cat {path}" if path else "ray get-auth-token"
+    return f"the dashboard asks for Ray's auth token: print it with `{where}`"
 
 
 def _dashboard_url(context: Any) -> str | None:
@@ -37,11 +58,14 @@ def _dashboard_url(context: Any) -> str | None:
 
 
 def connect(cluster: Mapping[str, Any]) -> Connection:
-    """Use Ray if this process already runs it; else join ``cluster.address`` or start one."""
+    """Use Ray if this process already runs it; else join ``cluster.address`` (or
+    ``$RAY_ADDRESS``, as set for a driver started by ``ray job submit``) or start one."""
     ray_defaults()
+    if auth_disabled():
+        print(AUTH_OFF_WARNING, file=sys.stderr, flush=True)
     if ray.is_initialized():
         return Connection(owned=False, dashboard_url=None)
-    address = cluster.get("address")
+    address = cluster.get("address") or os.environ.get("RAY_ADDRESS")
     if address:
         folders = [str(Path(importlib.import_module(name).__file__).parent) for name in PACKAGES]
         context = ray.init(address=str(address), namespace=NAMESPACE, runtime_env={"py_modules": folders})

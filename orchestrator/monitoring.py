@@ -113,6 +113,10 @@ def dashboard_banner(url: str, head_host: str, head_ip: str) -> str:
 
 
 def announce_dashboard(url: str) -> str:
-    """``dashboard_banner`` for the cluster this driver is connected to."""
+    """``dashboard_banner`` for the cluster this driver is connected to, and where to find
+    the token its dashboard asks for."""
+    from orchestrator.cluster import token_hint
+
     head = head_node() or (socket.gethostname(), "127.0.0.1")
-    return dashboard_banner(url, *head)
+    hint = token_hint()
+    return dashboard_banner(url, *head) + (f"\n  {hint}" if hint else "")

@@ -19,7 +19,7 @@ from orchestrator.errors import SweepError
 from spaces import SPACES, make_space
 from spaces.base import require_files
 from spaces.batches import NORMALIZATION, BatchSpec
-from spaces.data_root import MissingDataError, resolve_root
+from spaces.data_root import MissingDataError, find_data, resolve_root
 from spaces.images import HOW_TO_OBTAIN
 
 CELL_SELECTIONS = {
@@ -240,7 +240,7 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
     for d in datasets:
         if d not in images_cfg:
             raise SweepError(f"data.images has no entry for dataset {d!r}")
-        images[d] = root / str(images_cfg[d])
+        images[d] = find_data(root, str(images_cfg[d]))
     device = str(resolved.get("device", "auto"))
     if device not in ("auto", "cpu", "cuda"):
         raise SweepError(f"device must be auto, cpu or cuda; got {device!r}")

@@ -59,10 +59,10 @@ class SearchSpace(Protocol):
         """The accuracy columns a sweep's truth setting may name."""
 
 
-def require_files(root: Path, needed: Sequence[tuple[str, str]]) -> None:
-    """Raise MissingDataError for the first needed file that is absent under ``root``."""
-    from spaces.data_root import MissingDataError
+def require_files(root: Path | None, needed: Sequence[tuple[str, str]]) -> None:
+    """Raise MissingDataError for the first needed file that is neither under ``root``
+    nor among the embedded defaults."""
+    from spaces.data_root import require_data
 
     for rel, how in needed:
-        if not (root / rel).exists():
-            raise MissingDataError(root / rel, how)
+        require_data(root, rel, how)

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from torch import nn
 
 from spaces.base import CellTable, require_files
+from spaces.data_root import find_data
 from spaces.nb101_cell import NB101Cell, parse_arch
 from spaces.nb101_enumerate import CACHE_FORMAT, NUM_CELLS, enumerate_cells, to_table, write_table
 from spaces.nb101_network import build_network
@@ -105,7 +106,7 @@ class NB101Space:
         if self.data_root is None:
             raise RuntimeError("this NB101Space was made without a data root")
         require_files(self.data_root, self.required_files())
-        path = self.data_root / self.truth_file
+        path = find_data(self.data_root, self.truth_file)
         names = pq.read_schema(path).names
         if "hash" not in names:
             raise ValueError(f"{path} has no 'hash' column: not a NAS-Bench-101 truth table")
@@ -120,7 +121,7 @@ class NB101Space:
         if dataset not in self.num_classes:
             raise ValueError(f"NAS-Bench-101 was trained on {list(self.num_classes)} only, not {dataset!r}")
         if column not in self.truth_columns():
-            raise ValueError(f"no truth column {column!r} in {self.data_root / self.truth_file}; have {self.truth_columns()}")
+            raise ValueError(f"no truth column {column!r} in {find_data(self.data_root, self.truth_file)}; have {self.truth_columns()}")
         table = self._truth
         return pa.table({"arch_id": pc.cast(table.column("hash"), pa.string()),
                          "accuracy": table.column(column).cast(pa.float64())})

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from torch import nn
 
 from spaces.base import CellTable, require_files
+from spaces.data_root import find_data
 from spaces.nb201_network import EDGES, OPS, NB201Network
 
 NUM_CELLS = len(OPS) ** len(EDGES)
@@ -72,7 +73,7 @@ class NB201Space:
     def _table_path(self) -> Path:
         if self.data_root is None:
             raise RuntimeError("this NB201Space was made without a data root")
-        return self.data_root / self.settings["truth_file"]
+        return find_data(self.data_root, self.settings["truth_file"])
 
     def required_files(self) -> list[tuple[str, str]]:
         return [(self.settings["truth_file"], TRUTH_HOW_TO)]

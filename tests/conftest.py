@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 DATA_ROOT = Path(os.environ.get("PROXYSWEEP_DATA", REPO.parent / "shared" / "data")).resolve()
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -33,8 +31,9 @@ def data_root() -> Path:
 
 def make_config(overrides: Sequence[str] = ()) -> DictConfig:
     """Compose conf/config.yaml with Hydra overrides, as ``python -m orchestrator`` does."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose(config_name="config", overrides=[f"data.root={DATA_ROOT}", *overrides])
+    from orchestrator.config import compose_config
+
+    return compose_config([f"data.root={DATA_ROOT}", *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,6 @@ from typing import Sequence
 
 HOME = Path(__file__).resolve().parents[2]
 SCRIPT = HOME / "launch" / "slurm" / "proxysweep.sbatch"
-CONF_DIR = HOME / "conf"
 
 
 @dataclass(frozen=True)
@@ -74,19 +73,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def resolve_sweep(overrides: Sequence[str], check_files: bool) -> Sweep:
     """Compose the config as the driver will; SweepError on a bad override or input."""
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from orchestrator.errors import SweepError
+    from orchestrator.config import compose_config
     from orchestrator.settings import load_settings
 
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            cfg = compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        message = " ".join(str(exc).split()).split(" Config search path")[0]
-        raise SweepError(f"bad override: {message}") from None
+    cfg = compose_config(overrides)
     settings = load_settings(cfg, check_files=check_files)
     return Sweep(settings.name, settings.out_dir)
 
