@@ -269,13 +269,19 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
     return settings
 
 
+def data_needs(settings: Settings) -> list[tuple[str, str]]:
+    """Every data file the sweep reads, as (name under the data root, how to obtain it):
+    the space's tables, then each dataset's images."""
+    space = make_space(settings.space, settings.space_settings, settings.data_root)
+    needs = list(space.required_files())
+    for d in settings.datasets:
+        needs.append((str((settings.resolved.get("data") or {})["images"][d]), HOW_TO_OBTAIN.get(d, "see the README")))
+    return needs
+
+
 def check_data_files(settings: Settings) -> None:
     """SweepError naming the first missing file (truth table, image files) and its source."""
-    space = make_space(settings.space, settings.space_settings, settings.data_root)
     try:
-        require_files(settings.data_root, space.required_files())
-        for d in settings.datasets:
-            if not settings.images[d].exists():
-                raise MissingDataError(settings.images[d], HOW_TO_OBTAIN.get(d, "see the README"))
+        require_files(settings.data_root, data_needs(settings))
     except MissingDataError as exc:
         raise SweepError(str(exc)) from None
