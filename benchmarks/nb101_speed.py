@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from orchestrator.cluster import ray_defaults
+from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, cell_seed, score_cell, seed_everything
 from orchestrator.settings import load_settings
 from orchestrator.sweep import prepare
@@ -47,19 +48,19 @@ def per_proxy(settings, overrides: list[str], cells: int, batch: int) -> None:
     space = make_space("nb101", settings.space_settings, settings.data_root)
     x, y = read_images(settings.images["cifar10"], "cifar10")
     batches = {spec: draw_batch(x, y, "cifar10", 0, spec) for spec in settings.batch_specs()}
-    job = JobInputs("nb101", "cifar10", 0, 10, (3, 32, 32), batches)
+    job = JobInputs(Job("nb101", "cifar10", 0), 10, (3, 32, 32), batches)
     worker = Worker("bench", torch.device("cpu"), "localhost")
-    params = {p.name: dict(p.params) for p in settings.proxies}
+    runs = {p.name: p for p in settings.proxies}
     floor = f"floor fwd+bwd b{batch}"
     times: dict[str, list[float]] = {name: [] for name in [*PROXIES, "all six together", floor]}
     for arch_id, arch in zip(ids, archs):
         for name in PROXIES:
             start = time.perf_counter()
-            rows = score_cell(space, job, arch_id, arch, [(name, params[name])], worker)
+            rows = score_cell(space, job, arch_id, arch, [runs[name]], worker)
             times[name].append(time.perf_counter() - start)
             assert rows[0]["status"] != "error", rows[0]
         start = time.perf_counter()
-        score_cell(space, job, arch_id, arch, [(n, params[n]) for n in PROXIES], worker)
+        score_cell(space, job, arch_id, arch, [runs[n] for n in PROXIES], worker)
         times["all six together"].append(time.perf_counter() - start)
         seed_everything(cell_seed("nb101", 0, arch_id))
         model = space.build(space.parse(arch), 10).train()

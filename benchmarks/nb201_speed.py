@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from orchestrator.cluster import ray_defaults
+from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, cell_seed, exact_cuda, score_cell, seed_everything
 from orchestrator.settings import load_settings
 from spaces import make_space
@@ -50,9 +51,9 @@ def per_proxy(settings, proxies: list[str], family: list[str], cells: int, devic
     x, y = read_images(settings.images["cifar10"], "cifar10")
     batches = {spec: tuple(t.to(device) for t in draw_batch(x, y, "cifar10", 0, spec)) for spec in settings.batch_specs()}
     floor_batch = draw_batch(x, y, "cifar10", 0, BatchSpec(64, True))
-    job = JobInputs("nb201", "cifar10", 0, 10, (3, 32, 32), batches)
+    job = JobInputs(Job("nb201", "cifar10", 0), 10, (3, 32, 32), batches)
     worker = Worker("bench", device, "localhost")
-    params = {p.name: dict(p.params) for p in settings.proxies}
+    runs = {p.name: p for p in settings.proxies}
     together = f"all {len(proxies)} together"
     family_name = f"family of {len(family)} together"
     floor = "floor fwd+bwd b64"
@@ -60,7 +61,7 @@ def per_proxy(settings, proxies: list[str], family: list[str], cells: int, devic
 
     def timed(names: list[str], arch_id: str) -> float:
         start = time.perf_counter()
-        rows = score_cell(space, job, arch_id, archs[arch_id], [(n, params[n]) for n in names], worker)
+        rows = score_cell(space, job, arch_id, archs[arch_id], [runs[n] for n in names], worker)
         failed = [r for r in rows if r["status"] == "error"]
         assert not failed, failed
         return time.perf_counter() - start  # every score is a Python float: the device is done

@@ -6,9 +6,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Sequence
 
 import ray
+
+if TYPE_CHECKING:
+    from orchestrator.settings import ClusterSettings
 
 NAMESPACE = "proxysweep"
 #: the packages scorer actors import; shipped to clusters joined by address
@@ -57,27 +60,33 @@ def _dashboard_url(context: Any) -> str | None:
     return url
 
 
-def connect(cluster: Mapping[str, Any]) -> Connection:
+def connect(cluster: ClusterSettings, plugin_paths: Sequence[str] = ()) -> Connection:
     """Use Ray if this process already runs it; else join ``cluster.address`` (or
-    ``$RAY_ADDRESS``, as set for a driver started by ``ray job submit``) or start one."""
+    ``$RAY_ADDRESS``, as set for a driver started by ``ray job submit``) or start one.
+
+    ``plugin_paths`` (plugins' source folders) go to the workers with the job's runtime
+    environment; a Ray this process already runs was started without them, and its local
+    workers find the plugins on the driver's ``sys.path``, which Ray passes on."""
     ray_defaults()
     if auth_disabled():
         print(AUTH_OFF_WARNING, file=sys.stderr, flush=True)
     if ray.is_initialized():
         return Connection(owned=False, dashboard_url=None)
-    address = cluster.get("address") or os.environ.get("RAY_ADDRESS")
+    address = cluster.address or os.environ.get("RAY_ADDRESS")
     if address:
         folders = [str(Path(importlib.import_module(name).__file__).parent) for name in PACKAGES]
-        context = ray.init(address=str(address), namespace=NAMESPACE, runtime_env={"py_modules": folders})
+        context = ray.init(address=str(address), namespace=NAMESPACE,
+                           runtime_env={"py_modules": [*folders, *plugin_paths]})
         return Connection(owned=True, dashboard_url=_dashboard_url(context))
     context = ray.init(
         address="local",  # always a new instance, even if `ray start` runs on this machine
         namespace=NAMESPACE,
-        num_cpus=cluster.get("num_cpus"),
-        num_gpus=cluster.get("num_gpus"),
-        include_dashboard=bool(cluster.get("dashboard", True)),
-        dashboard_host=str(cluster.get("dashboard_host", "127.0.0.1")),
-        dashboard_port=int(cluster.get("dashboard_port", 8265)),
+        num_cpus=cluster.num_cpus,
+        num_gpus=cluster.num_gpus,
+        include_dashboard=cluster.dashboard,
+        dashboard_host=cluster.dashboard_host,
+        dashboard_port=cluster.dashboard_port,
+        runtime_env={"py_modules": list(plugin_paths)} if plugin_paths else None,
     )
     return Connection(owned=True, dashboard_url=_dashboard_url(context))
 

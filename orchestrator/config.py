@@ -1,6 +1,15 @@
-"""Composing proxysweep's Hydra config outside ``python -m orchestrator``: the Slurm
-launcher, the data checker, the benchmarks and the tests build exactly the config the
-command line would, through this one function."""
+"""The Hydra config: ``conf/`` plus the settings of every registered proxy and space.
+
+Proxies and spaces carry their own defaults (``proxies.register``,
+``spaces.register_space``); ``register_configs`` puts them in Hydra's ConfigStore as the
+``proxy`` and ``space`` groups' ``registered`` option, which ``conf/config.yaml`` selects,
+so ``proxy.naswot.batch_size=64`` works as an override and the registries and the config
+can never disagree. Plugins named on the command line are imported first, so their
+settings are there too.
+
+``compose_config`` builds exactly the config ``python -m orchestrator`` would: the Slurm
+launcher, the data checker, the benchmarks and the tests use it.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +18,25 @@ from typing import Sequence
 from omegaconf import DictConfig
 
 from orchestrator.errors import SweepError
+from orchestrator.plugins import load_plugins, plugin_from_overrides
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+#: the option of the proxy and space groups that holds every registered entry
+REGISTERED = "registered"
+
+
+def register_configs(overrides: Sequence[str] = ()) -> None:
+    """Import the plugins ``overrides`` name, then store every registered proxy's and
+    space's defaults in Hydra's ConfigStore (again, if plugins added some)."""
+    from hydra.core.config_store import ConfigStore
+
+    from proxies import PROXIES
+    from spaces import SPACES
+
+    load_plugins(plugin_from_overrides(overrides))
+    store = ConfigStore.instance()
+    store.store(group="proxy", name=REGISTERED, node={n: dict(p.defaults) for n, p in sorted(PROXIES.items())})
+    store.store(group="space", name=REGISTERED, node={n: dict(s.defaults) for n, s in sorted(SPACES.items())})
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -20,6 +46,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    register_configs(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return compose(config_name="config", overrides=list(overrides))

@@ -1,8 +1,12 @@
-"""Expand a sweep into jobs (space, dataset, seed) and each job into shards of cells.
+"""Expand a sweep into jobs (space, dataset, seed) and the work still missing into shards.
 
-The plan is a pure function of the settings and the space's cell table: the same config
-gives the same shards, so a rerun finds its earlier shard files by name. Shards hold cell
-ids and spec strings only, never models, so planning all of NAS-Bench-101 stays small.
+A sweep asks for every (cell, proxy) of its selection in each job. What is stored already
+(the shard files, ``store``) covers some of those pairs; a shard is a group of cells that
+miss the same proxies, at most ``shard_size`` cells, and is named by a digest of its job,
+cells and proxies. So the same request against the same folder always gives the same
+shards; a sweep extended by a proxy, a seed, a dataset or cells gets shards of exactly the
+missing pairs; and no pair is ever in two shards. Shards hold cell ids and spec strings
+only, never models, so planning all of NAS-Bench-101 stays small.
 """
 from __future__ import annotations
 
@@ -10,68 +14,90 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AbstractSet, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from orchestrator.errors import SweepError
 from spaces.base import CellTable
 
+if TYPE_CHECKING:
+    from orchestrator.settings import CellSelection
+
 
 @dataclass(frozen=True, order=True)
 class Job:
-    """One (space, dataset, seed) combination; its shards cover the selected cells."""
+    """One (space, dataset, seed) combination."""
 
     space: str
     dataset: str
     seed: int
 
     @property
-    def partition(self) -> str:
-        return f"space={self.space}/dataset={self.dataset}/seed={self.seed}"
+    def folder(self) -> str:
+        """Its folder under ``scores/``: plain names, no ``key=value`` partitions, so that
+        every Parquet reader takes the columns from the files alone."""
+        return f"{self.space}/{self.dataset}/seed{self.seed}"
 
 
 @dataclass(frozen=True)
 class Shard:
-    """Cells ``ids[i]`` with spec strings ``archs[i]``; ``index`` names its file."""
+    """Cells ``ids[i]`` (spec strings ``archs[i]``) of a job, each scored with ``proxies``."""
 
     job: Job
-    index: int
-    ids: Sequence[str]
-    archs: Sequence[str]
+    ids: tuple[str, ...]
+    archs: tuple[str, ...]
+    proxies: tuple[str, ...]
 
     @property
     def name(self) -> str:
-        return f"shard-{self.index:05d}"
+        return shard_name(self.job, self.ids, self.proxies)
+
+    @property
+    def rows(self) -> int:
+        return len(self.ids) * len(self.proxies)
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
+def shard_name(job: Job, ids: Sequence[str], proxies: Sequence[str]) -> str:
+    """``shard-`` and 16 hex digits of a digest of what the shard holds."""
+    digest = hashlib.sha256(json.dumps([job.space, job.dataset, job.seed, list(proxies)]).encode())
+    for cell_id in ids:
+        digest.update(cell_id.encode() + b"\n")
+    return f"shard-{digest.hexdigest()[:16]}"
+
+
 @dataclass(frozen=True)
 class Plan:
-    """Jobs in order and, for every job, the same split of the selected cells."""
+    """The request: jobs in order, the selected cells in official order, the proxies."""
 
     jobs: tuple[Job, ...]
     ids: Sequence[str]
     archs: Sequence[str]
+    proxies: tuple[str, ...]
     shard_size: int
-
-    @property
-    def shards_per_job(self) -> int:
-        return -(-len(self.ids) // self.shard_size)
-
-    def shard(self, job: Job, index: int) -> Shard:
-        lo, hi = index * self.shard_size, min((index + 1) * self.shard_size, len(self.ids))
-        return Shard(job, index, self.ids[lo:hi], self.archs[lo:hi])
-
-    def shards(self, job: Job) -> Iterator[Shard]:
-        for index in range(self.shards_per_job):
-            yield self.shard(job, index)
 
     @property
     def total_cells(self) -> int:
         return len(self.jobs) * len(self.ids)
+
+    def missing(self, job: Job, covered: Mapping[str, AbstractSet[str]]) -> list[Shard]:
+        """Shards of the (cell, proxy) pairs of ``job`` that ``covered`` (cell -> proxies
+        stored) lacks: cells grouped by the proxies they miss, in official order."""
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for pos, cell_id in enumerate(self.ids):
+            have = covered.get(cell_id, ())
+            lacking = tuple(p for p in self.proxies if p not in have)
+            if lacking:
+                groups.setdefault(lacking, []).append(pos)
+        shards = []
+        for lacking, positions in groups.items():
+            for lo in range(0, len(positions), self.shard_size):
+                part = positions[lo:lo + self.shard_size]
+                shards.append(Shard(job, tuple(self.ids[i] for i in part), tuple(self.archs[i] for i in part), lacking))
+        return shards
 
 
 def read_id_file(path: Path) -> list[str]:
@@ -87,31 +113,29 @@ def read_id_file(path: Path) -> list[str]:
 
 
 def select_positions(
-    table: CellTable, cells: Mapping[str, Any], truth_ids: AbstractSet[str] | None = None
+    table: CellTable, cells: "CellSelection", truth_ids: AbstractSet[str] | None = None
 ) -> np.ndarray:
     """Positions (in official order, ascending) of the cells the selection names;
     ``truth_ids`` (the cells with ground truth) serves ``select: truth``."""
     total = len(table)
-    select = cells["select"]
-    if select == "all":
+    if cells.select == "all":
         return np.arange(total)
-    if select == "truth":
+    if cells.select == "truth":
         if truth_ids is None:
             raise SweepError("cells=truth needs the ids of the cells with ground truth")
         with_truth = np.array([i for i, cell_id in enumerate(table.ids) if cell_id in truth_ids], dtype=np.int64)
         if not len(with_truth):
             raise SweepError("no cell of the space has ground truth")
-        if cells.get("n") is None:
+        if cells.n is None:
             return with_truth
         return _seeded_sample(with_truth, cells, f"the {len(with_truth)} cells with ground truth")
-    if select == "sample":
+    if cells.select == "sample":
         return _seeded_sample(np.arange(total), cells, f"the space ({total} cells)")
-    if select == "range":
-        start, stop = int(cells["start"]), int(cells["stop"])
-        if stop > total:
-            raise SweepError(f"cells.stop={stop} is past the end of the space ({total} cells)")
-        return np.arange(start, stop)
-    wanted = read_id_file(Path(cells["path"])) if select == "file" else list(cells["ids"])
+    if cells.select == "range":
+        if cells.stop > total:
+            raise SweepError(f"cells.stop={cells.stop} is past the end of the space ({total} cells)")
+        return np.arange(cells.start, cells.stop)
+    wanted = read_id_file(Path(str(cells.path))) if cells.select == "file" else list(cells.ids)
     position = {cell_id: i for i, cell_id in enumerate(table.ids)}
     unknown = [c for c in wanted if c not in position]
     if unknown:
@@ -122,30 +146,22 @@ def select_positions(
     return np.asarray(sorted(position[c] for c in wanted))
 
 
-def _seeded_sample(positions: np.ndarray, cells: Mapping[str, Any], pool: str) -> np.ndarray:
+def _seeded_sample(positions: np.ndarray, cells: "CellSelection", pool: str) -> np.ndarray:
     """``cells.n`` of ``positions`` drawn without replacement with ``cells.seed``, ascending."""
-    n = int(cells["n"])
+    n = int(cells.n or 0)
     if n > len(positions):
         raise SweepError(f"cells.n={n} is larger than {pool}")
-    rng = np.random.Generator(np.random.PCG64(int(cells["seed"])))
+    rng = np.random.Generator(np.random.PCG64(int(cells.seed)))
     return np.sort(rng.choice(positions, size=n, replace=False))
 
 
 def make_plan(
-    space: str, datasets: Sequence[str], seeds: Sequence[int], table: CellTable,
-    cells: Mapping[str, Any], shard_size: int, truth_ids: AbstractSet[str] | None = None,
+    space: str, datasets: Sequence[str], seeds: Sequence[int], proxies: Iterable[str], table: CellTable,
+    cells: "CellSelection", shard_size: int, truth_ids: AbstractSet[str] | None = None,
 ) -> Plan:
-    """Jobs dataset-major, then seed; cells in official order split every ``shard_size``."""
+    """Jobs dataset-major, then seed; the selected cells in official order."""
     positions = select_positions(table, cells, truth_ids)
     ids = [table.ids[i] for i in positions]
     archs = [table.archs[i] for i in positions]
     jobs = tuple(Job(space, d, s) for d in datasets for s in seeds)
-    return Plan(jobs, ids, archs, shard_size)
-
-
-def fingerprint(parts: Mapping[str, Any], ids: Sequence[str]) -> str:
-    """A digest of the score-relevant settings and of the selected cells."""
-    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode())
-    for cell_id in ids:
-        digest.update(cell_id.encode() + b"\n")
-    return digest.hexdigest()
+    return Plan(jobs, ids, archs, tuple(proxies), shard_size)

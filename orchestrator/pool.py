@@ -17,12 +17,13 @@ import logging
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import ray
 from ray.exceptions import ActorDiedError, OutOfMemoryError, RayActorError, RayTaskError, WorkerCrashedError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from orchestrator.payload import JobPayload
 from orchestrator.plan import Shard
 from orchestrator.scoring import Row, describe_error
 
@@ -52,7 +53,7 @@ class ShardWork:
     """A shard in progress: rows of the cells done so far, and per-cell death counts."""
 
     shard: Shard
-    job: Mapping[str, Any]
+    job: JobPayload
     rows: list[list[Row]] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)
     careful_until: int = -1  # cells up to this index are sent alone (see module docstring)
@@ -145,7 +146,8 @@ def run_pool(
             careful = (a.calls[0][0] if a.calls else nxt) <= item.careful_until
             if len(a.calls) >= (1 if careful else window):
                 break
-            ref = a.slot.actor.score_cell.remote(item.job, item.shard.ids[nxt], item.shard.archs[nxt])
+            ref = a.slot.actor.score_cell.remote(item.job, item.shard.ids[nxt], item.shard.archs[nxt],
+                                                 item.shard.proxies)
             a.calls.append((nxt, ref))
             nxt += 1
 
@@ -230,7 +232,7 @@ def _cell_failed(
     pos = item.next_cell
     item.attempts[pos] = item.attempts.get(pos, 0) + 1
     log.warning("cell %s of %s/%s failed (attempt %d): %s", item.shard.ids[pos],
-                item.shard.job.partition, item.shard.name, item.attempts[pos], describe_error(exc))
+                item.shard.job.folder, item.shard.name, item.attempts[pos], describe_error(exc))
     if item.attempts[pos] < max_attempts:
         return
     what = "the worker raised" if isinstance(exc, RayTaskError) else "the worker died"
@@ -241,12 +243,18 @@ def _cell_failed(
 
 
 def _replace(slot: Slot, make_actor: ActorFactory, max_restarts: int) -> bool:
-    """Start a new actor in ``slot`` unless it has been restarted too often."""
+    """Start a new actor in ``slot`` unless its node is gone or it has been restarted too
+    often. A slot of a lost node is given up: the node's resources went with it, so a new
+    actor would wait for them forever; the other slots finish its shards."""
     if slot.actor is not None:
         ray.kill(slot.actor)
         slot.actor = None
-    if not any(node.get("Alive") for node in ray.nodes()):
+    alive = {node["NodeID"] for node in ray.nodes() if node.get("Alive")}
+    if not alive:
         raise RuntimeError("the Ray cluster has no live node left; rerun the same command to resume")
+    if slot.node_id not in alive:
+        log.warning("the node of slot %s is gone; its work goes to the other actors", slot.name)
+        return False
     if slot.restarts >= max_restarts:
         log.warning("giving up slot %s after %d restarts", slot.name, slot.restarts)
         return False

@@ -13,10 +13,11 @@ sample standard deviation over seeds; the configured ensembles of proxies
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -24,12 +25,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
-from orchestrator.ensembles import ensemble_seed_rows, over_seeds, parse_ensembles
+from orchestrator.ensembles import ensemble_seed_rows, over_seeds
 from orchestrator.errors import SweepError
+from orchestrator.files import atomic_path
+from orchestrator.manifest import Manifest
 from orchestrator.metrics import ranking_metrics
 from orchestrator.report import write_report
+from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore
-from spaces import make_space
+from proxies import PROXIES
 from spaces.data_root import MissingDataError, resolve_root
 
 CONFIG_FILE = "config.yaml"
@@ -54,12 +58,6 @@ class Reduction:
     report_path: Path
 
 
-def higher_is_better(proxy: str) -> bool:
-    from proxies import PROXIES
-
-    return PROXIES[proxy].higher_is_better if proxy in PROXIES else True
-
-
 def _truth_arrays(space_obj: Any, dataset: str, column: str) -> dict[str, float]:
     truth = space_obj.ground_truth(dataset, column)
     ids = truth.column("arch_id").to_pylist()
@@ -67,30 +65,25 @@ def _truth_arrays(space_obj: Any, dataset: str, column: str) -> dict[str, float]
     return {i: a for i, a in zip(ids, acc) if np.isfinite(a)}
 
 
-def compute_metrics(
-    scores: pa.Table, config: Mapping[str, Any], data_root: Path
-) -> pa.Table:
-    """Long table of metrics for every (space, dataset, proxy, seed) and over seeds."""
-    metric_cfg = config.get("metrics", {})
-    top_k = tuple(metric_cfg.get("top_k_percent", (1, 5, 10, 50)))
-    kendall_k = metric_cfg.get("kendall_top_percent", 10)
+def compute_metrics(scores: pa.Table, settings: Settings, direction: Callable[[str], bool]) -> pa.Table:
+    """Long table of metrics for every (space, dataset, proxy, seed) and over seeds;
+    ``direction(proxy)`` says whether higher scores are better."""
+    top_k, kendall_k = settings.metrics.top_k_percent, settings.metrics.kendall_top_percent
     # ok rows, and infinite scores: they rank (NASWOT's log-determinant of a singular
     # kernel is -inf, the worst score, as in the reference); nan has no rank and is left out
     usable = pc.or_(pc.equal(scores["status"], "ok"), pc.and_(pc.equal(scores["status"], "nonfinite"),
                                                              pc.is_inf(scores["score"])))
     ok = scores.filter(usable)
-    try:
-        ensembles = parse_ensembles(config.get("ensembles"))
-    except ValueError as exc:
-        raise SweepError(str(exc)) from None
+
+    def sign(proxy: str) -> float:
+        return 1.0 if direction(proxy) else -1.0
+
     out: list[dict[str, Any]] = []
     for space, dataset in sorted(set(zip(scores["space"].to_pylist(), scores["dataset"].to_pylist()))):
-        settings = config["space"][space]
-        column = settings["truth"][dataset]
-        truth = _truth_arrays(make_space(space, settings, data_root), dataset, column)
+        column = settings.truth_column(dataset)
+        truth = _truth_arrays(settings.search_space, dataset, column)
         part = ok.filter(pc.and_(pc.equal(ok["space"], space), pc.equal(ok["dataset"], dataset)))
         for proxy in sorted(set(scores.filter(pc.equal(scores["space"], space))["proxy"].to_pylist())):
-            sign = 1.0 if higher_is_better(proxy) else -1.0
             per_seed: dict[str, list[float]] = {}
             counts = []
             by_proxy = part.filter(pc.equal(part["proxy"], proxy))
@@ -100,7 +93,7 @@ def compute_metrics(
                 if len(pairs) < 2:
                     continue
                 s, a = np.array(pairs, dtype=np.float64).T
-                values = ranking_metrics(sign * s, a, top_k, kendall_k)
+                values = ranking_metrics(sign(proxy) * s, a, top_k, kendall_k)
                 counts.append(len(pairs))
                 for name, value in values.items():
                     out.append(dict(space=space, dataset=dataset, truth=column, proxy=proxy, seed=seed,
@@ -114,36 +107,70 @@ def compute_metrics(
                                     aggregate=agg, metric=name, value=value, n_cells=min(counts)))
         # ensembles (orchestrator/ensembles.py), from the same usable scores
         where = dict(space=space, dataset=dataset, truth=column)
-        seed_rows = ensemble_seed_rows(part, truth, ensembles, where, lambda p: 1.0 if higher_is_better(p) else -1.0,
-                                       top_k, kendall_k)
+        seed_rows = ensemble_seed_rows(part, truth, settings.ensembles, where, sign, top_k, kendall_k)
         out.extend(seed_rows + over_seeds(seed_rows))
     return pa.Table.from_pylist(out, schema=METRICS_SCHEMA)
 
 
-def load_config(out_dir: Path) -> dict[str, Any]:
+def load_config(out_dir: Path) -> Settings:
+    """The settings of the last run into ``out_dir`` (its ``config.yaml``)."""
     path = out_dir / CONFIG_FILE
     if not path.exists():
         raise SweepError(f"{path} not found: is {out_dir} the output folder of a proxysweep sweep?")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # type: ignore[return-value]
+    return load_settings(OmegaConf.load(path), check_files=False)
 
 
-def reduce_sweep(out_dir: Path, data_root: Path | None = None, config: Mapping[str, Any] | None = None) -> Reduction:
-    """Compute and write ``metrics.parquet`` and ``report.md`` for the sweep in ``out_dir``."""
-    out_dir = Path(out_dir)
-    config = dict(config or load_config(out_dir))
-    root = data_root or resolve_root(config["data"]["root"])
-    scores = ScoreStore(out_dir).read_scores()
-    if scores.num_rows == 0:
-        raise SweepError(f"no scores under {out_dir / 'scores'}: nothing to reduce")
+def stored_scores(store: ScoreStore, quarantine: bool) -> tuple[Manifest, pa.Table]:
+    """Every valid stored row of the folder and its manifest; SweepError if there is none.
+    A file whose data turns out damaged beyond its footer is set aside (with
+    ``quarantine``) and named, so that the sweep scores it again."""
+    manifest = Manifest.read(store.out_dir)
+    if manifest is None:
+        raise SweepError(f"no sweep.json in {store.out_dir}: not the output folder of a proxysweep sweep")
+    shards = store.scan(manifest, quarantine=quarantine).shards
     try:
-        metrics = compute_metrics(scores, config, root)
-    except MissingDataError as exc:
-        raise SweepError(str(exc)) from None
-    metrics_path = out_dir / METRICS_FILE
-    tmp = metrics_path.with_name(metrics_path.name + ".tmp")
-    pq.write_table(metrics, tmp)
-    tmp.replace(metrics_path)
-    report_path = write_report(out_dir / REPORT_FILE, config, scores, metrics)
+        scores = store.read_scores(shards)
+    except (OSError, ValueError):
+        for shard in shards:
+            try:
+                pq.read_table(shard.path)
+            except (OSError, ValueError) as exc:
+                where = store.quarantine(shard.path) if quarantine else shard.path
+                raise SweepError(f"{shard.path} is damaged ({' '.join(str(exc).split())[:200]}); set aside to "
+                                 f"{where}: rerun the sweep to score its cells again") from None
+        raise
+    if scores.num_rows == 0:
+        raise SweepError(f"no scores under {store.scores_dir}: nothing to reduce")
+    return manifest, scores
+
+
+def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreStore | None = None) -> Reduction:
+    """Compute and write ``metrics.parquet`` and ``report.md`` for everything stored in
+    ``out_dir`` (every run's scores), with ``settings`` (default: its config.yaml).
+    ``store``: the driver's, already locked; otherwise the folder is locked here."""
+    out_dir = Path(out_dir)
+    settings = settings or load_config(out_dir)
+    own = store is None
+    store = store or ScoreStore(out_dir)
+    if own:
+        store.lock()
+    try:
+        manifest, scores = stored_scores(store, quarantine=True)
+
+        def direction(proxy: str) -> bool:
+            return PROXIES[proxy].higher_is_better if proxy in PROXIES else manifest.higher_is_better(proxy)
+
+        try:
+            metrics = compute_metrics(scores, settings, direction)
+        except (MissingDataError, ValueError) as exc:
+            raise SweepError(str(exc)) from None
+        metrics_path = out_dir / METRICS_FILE
+        with atomic_path(metrics_path) as tmp:
+            pq.write_table(metrics, tmp)
+        report_path = write_report(out_dir / REPORT_FILE, settings, scores, metrics)
+    finally:
+        if own:
+            store.unlock()
     return Reduction(metrics, metrics_path, report_path)
 
 
@@ -183,7 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=None, help="where the truth tables are (default: the sweep's data.root)")
     args = parser.parse_args(argv)
     try:
-        result = reduce_sweep(args.out_dir, resolve_root(args.data_root) if args.data_root else None)
+        settings = load_config(args.out_dir)
+        if args.data_root:
+            settings = dataclasses.replace(settings, data_root=resolve_root(args.data_root))
+        result = reduce_sweep(args.out_dir, settings)
     except SweepError as exc:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2

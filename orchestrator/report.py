@@ -3,13 +3,17 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from orchestrator.ensembles import describe, parse_ensembles
+from orchestrator.ensembles import Ensemble, describe
+from orchestrator.files import atomic_write
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
 
 COLUMNS = (
     ("kendall_tau", "Kendall τ"),
@@ -77,8 +81,7 @@ def _errors(scores: pa.Table, limit: int = 10) -> list[str]:
     return lines
 
 
-def _ensemble_lines(config: Mapping[str, Any], scores: pa.Table) -> list[str]:
-    ensembles = parse_ensembles(config.get("ensembles"))
+def _ensemble_lines(ensembles: Sequence[Ensemble], scores: pa.Table) -> list[str]:
     if not ensembles:
         return []
     scored = set(scores["proxy"].to_pylist())
@@ -89,11 +92,10 @@ def _ensemble_lines(config: Mapping[str, Any], scores: pa.Table) -> list[str]:
             "zero-cost-nas reports for its vote.", ""] + [f"- {describe(e, scored)}" for e in ensembles]
 
 
-def write_report(path: Path, config: Mapping[str, Any], scores: pa.Table, metrics: pa.Table) -> Path:
-    """Write ``report.md`` and return its path."""
-    sweep = config.get("sweep", {})
+def write_report(path: Path, settings: "Settings", scores: pa.Table, metrics: pa.Table) -> Path:
+    """Write ``report.md`` (atomically) and return its path."""
     lines = [
-        f"# proxysweep report: {sweep.get('name', '?')}",
+        f"# proxysweep report: {settings.name}",
         "",
         f"Generated {dt.datetime.now().isoformat(timespec='seconds')} from {scores.num_rows} score rows. "
         "Values are mean ± sample standard deviation over seeds; scores of lower-is-better "
@@ -103,7 +105,6 @@ def write_report(path: Path, config: Mapping[str, Any], scores: pa.Table, metric
     pairs = sorted(set(zip(metrics["space"].to_pylist(), metrics["dataset"].to_pylist(), metrics["truth"].to_pylist())))
     for space, dataset, truth in pairs:
         lines += ["", f"## {space} / {dataset} (truth: `{truth}`)", ""] + _table(metrics, space, dataset)
-    lines += _ensemble_lines(config, scores)
+    lines += _ensemble_lines(settings.ensembles, scores)
     lines += ["", "## Status and time per proxy", ""] + _status_lines(scores) + _errors(scores)
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write(path, "\n".join(lines) + "\n")

@@ -13,13 +13,17 @@ import random
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from proxies import ScoringContext, get_proxy
 from spaces.base import SearchSpace
+
+if TYPE_CHECKING:
+    from orchestrator.plan import Job
+    from orchestrator.settings import ProxyRun
 from spaces.batches import BatchSpec, derive_seed
 
 Row = dict[str, Any]
@@ -36,11 +40,10 @@ class Worker:
 
 @dataclass(frozen=True)
 class JobInputs:
-    """What every cell of a job shares: the head size, the input shape and fixed batches."""
+    """What every cell of a job shares, on the actor's device: the head size, the input
+    shape and the fixed batches."""
 
-    space: str
-    dataset: str
-    seed: int
+    job: Job
     num_classes: int
     input_shape: tuple[int, ...]
     batches: Mapping[BatchSpec, tuple[torch.Tensor, torch.Tensor]]
@@ -81,15 +84,15 @@ def score_cell(
     job: JobInputs,
     arch_id: str,
     arch: str,
-    proxies: Sequence[tuple[str, Mapping[str, Any]]],
+    proxies: Sequence[ProxyRun],
     worker: Worker,
 ) -> list[Row]:
-    """One row per requested proxy for the cell ``arch_id``."""
+    """One row per requested proxy for the cell ``arch_id``, in the order given."""
     base = {
-        "space": job.space, "dataset": job.dataset, "seed": job.seed, "arch_id": arch_id,
+        "space": job.job.space, "dataset": job.job.dataset, "seed": job.job.seed, "arch_id": arch_id,
         "arch": arch, "worker": worker.name, "device": str(worker.device), "host": worker.host,
     }
-    seed = cell_seed(job.space, job.seed, arch_id)
+    seed = cell_seed(job.job.space, job.job.seed, arch_id)
     seed_everything(seed)
     start = time.perf_counter()
     try:
@@ -97,14 +100,15 @@ def score_cell(
     except Exception as exc:  # a malformed or unbuildable cell: every proxy gets the error
         error = f"building the model failed: {describe_error(exc)}"
         return [
-            {**base, "proxy": name, "score": None, "status": "error", "error": error,
+            {**base, "proxy": run.name, "score": None, "status": "error", "error": error,
              "seconds": 0.0, "shared_seconds": 0.0}
-            for name, _ in proxies
+            for run in proxies
         ]
     build_seconds = time.perf_counter() - start
-    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, job.space)
+    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, job.job.space)
     rows = []
-    for name, params in proxies:
+    for run in proxies:
+        name, params = run.name, run.params
         seed_everything(derive_seed(seed, name))
         ctx.used.clear()
         computed_before = dict(ctx.pass_seconds)

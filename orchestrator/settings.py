@@ -1,12 +1,16 @@
-"""Turn the composed Hydra config into checked, typed settings, failing with one clear line.
+"""The composed Hydra config, parsed once into typed, checked settings.
 
-Everything a user can get wrong is checked here, before Ray starts: names of the space,
-datasets and proxies, the proxies' settings, seeds, shard size, the cell selection's form,
-the data files. Cell ids themselves are checked against the space in ``plan``.
+Everything a user can get wrong is checked here, before Ray starts, with one clear line:
+names of the space, datasets and proxies, every proxy's and space's settings (against the
+defaults they were registered with), seeds, shard size, the cell selection, the cluster
+and metrics sections, ensembles, plugins, the data files. Cell ids themselves are checked
+against the space in ``plan``. The driver, the reducer and the report all take these
+objects; nothing downstream reads the raw config.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -14,14 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import proxies as proxy_registry
-from orchestrator.ensembles import parse_ensembles
+from orchestrator.ensembles import Ensemble, parse_ensembles
 from orchestrator.errors import SweepError
-from spaces import SPACES, make_space
-from spaces.base import require_files
+from orchestrator.plugins import load_plugins
+from spaces import SPACES, get_space
+from spaces.base import SearchSpace, require_files
 from spaces.batches import NORMALIZATION, BatchSpec
 from spaces.data_root import MissingDataError, find_data, resolve_root
 from spaces.images import HOW_TO_OBTAIN
+from spaces.registry import score_settings
 
+#: cell selections and the settings each needs
 CELL_SELECTIONS = {
     "all": (),
     "sample": ("n", "seed"),
@@ -30,28 +37,67 @@ CELL_SELECTIONS = {
     "file": ("path",),
     "truth": (),  # optional n and seed: a seeded sample of n of them
 }
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
 class ProxyRun:
-    """A proxy requested by the sweep, with its settings from ``proxy.<name>``."""
+    """A proxy requested by the sweep, with its checked settings."""
 
     name: str
     params: Mapping[str, Any]
 
     @property
-    def batch(self) -> BatchSpec | None:
-        """The (first) fixed batch this proxy reads, or None if it reads no images."""
-        if not proxy_registry.get_proxy(self.name).uses_images:
-            return None
-        return proxy_registry.batch_spec(self.params)
+    def proxy(self) -> proxy_registry.Proxy:
+        return proxy_registry.get_proxy(self.name)
 
     @property
     def batches(self) -> tuple[BatchSpec, ...]:
         """Every fixed batch this proxy reads: ``num_batches`` of them (default 1)."""
-        if not proxy_registry.get_proxy(self.name).uses_images:
+        if not self.proxy.uses_images:
             return ()
         return proxy_registry.batch_specs(self.params)
+
+
+@dataclass(frozen=True)
+class CellSelection:
+    """Which cells of the space a sweep scores (``cells=...`` in the config)."""
+
+    select: str
+    n: int | None = None
+    seed: int = 0
+    start: int = 0
+    stop: int = 0
+    ids: tuple[str, ...] = ()
+    path: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that matter for this kind of selection."""
+        keys = {"sample": ("n", "seed"), "range": ("start", "stop"), "ids": ("ids",), "file": ("path",),
+                "truth": ("n", "seed") if self.n is not None else ()}.get(self.select, ())
+        return {"select": self.select, **{k: getattr(self, k) for k in keys}}
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """Where the scorer actors run (``cluster=...``)."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    num_actors: int | None = None
+    max_actor_restarts: int = 3
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """What the reducer computes (``metrics``)."""
+
+    top_k_percent: tuple[float, ...] = (1, 5, 10, 50)
+    kendall_top_percent: float = 10
 
 
 @dataclass(frozen=True)
@@ -64,18 +110,31 @@ class Settings:
     datasets: tuple[str, ...]
     proxies: tuple[ProxyRun, ...]
     seeds: tuple[int, ...]
-    cells: Mapping[str, Any]
+    cells: CellSelection
     shard_size: int
     max_cell_attempts: int
     retry_errors: bool
     data_root: Path
-    images: Mapping[str, Path]
+    image_names: Mapping[str, str]
     out_dir: Path
     device: str
-    cluster: Mapping[str, Any]
-    metrics: Mapping[str, Any]
+    cluster: ClusterSettings
+    metrics: MetricSettings
+    ensembles: tuple[Ensemble, ...]
+    plugins: tuple[str, ...]
     reduce: bool
     resolved: Mapping[str, Any] = field(repr=False)
+
+    @cached_property
+    def search_space(self) -> SearchSpace:
+        """The space, built once per process (it caches its cell and truth tables)."""
+        entry = get_space(self.space)
+        return entry.cls(dict(self.space_settings), self.data_root)
+
+    @property
+    def images(self) -> dict[str, Path]:
+        """Where each dataset's images are: under the data root, else embedded."""
+        return {d: find_data(self.data_root, name) for d, name in self.image_names.items()}
 
     def truth_column(self, dataset: str) -> str:
         return str(self.space_settings["truth"][dataset])
@@ -84,131 +143,191 @@ class Settings:
         """Every distinct fixed batch the requested proxies read."""
         return tuple(sorted({spec for p in self.proxies for spec in p.batches}))
 
-    def score_fingerprint(self) -> dict[str, Any]:
-        """What the scores of a shard depend on besides its job and cells; a rerun into the
-        same folder must match it, so files of different settings never mix."""
-        space = {k: v for k, v in self.space_settings.items() if k not in ("truth", "cache_dir")}
-        return {
-            "space": self.space,
-            "space_settings": space,
-            "cells": dict(self.cells),
-            "shard_size": self.shard_size,
-            "proxies": {p.name: dict(p.params) for p in self.proxies},
-            "images": {d: self.images[d].name for d in self.datasets},
-        }
+    def space_score_settings(self) -> dict[str, Any]:
+        """The space settings a score depends on (not where truth or caches are)."""
+        return score_settings(self.space_settings)
 
 
+# --- small checks, each one line --------------------------------------------------------
 def _container(node: Any, where: str) -> Any:
     try:
-        return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) or OmegaConf.is_list(node) else node
+        if isinstance(node, DictConfig) or OmegaConf.is_list(node):
+            return OmegaConf.to_container(node, resolve=True)
+        return node
     except OmegaConfBaseException as exc:
         raise SweepError(f"bad value in {where}: {exc}".splitlines()[0]) from None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any, where: str) -> int:
+    if not _is_int(value) or value < 1:
+        raise SweepError(f"{where} must be a positive integer; got {value!r}")
+    return value
+
+
+def _optional_positive_int(value: Any, where: str) -> int | None:
+    return None if value is None else _positive_int(value, where)
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SweepError(f"{where} must be true or false; got {value!r}")
+    return value
+
+
 def _int_list(value: Any, where: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if _is_int(value):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value:
         raise SweepError(f"{where} must be a non-empty list of integers, e.g. {where}=[0,1,2]")
-    out = []
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, int):
+        if not _is_int(v):
             raise SweepError(f"{where} must hold integers; got {v!r}")
-        out.append(v)
-    if len(set(out)) != len(out):
-        raise SweepError(f"{where} lists a value twice: {out}")
-    return tuple(out)
+    if len(set(value)) != len(value):
+        raise SweepError(f"{where} lists a value twice: {list(value)}")
+    return tuple(value)
 
 
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
+def _str_list(value: Any, where: str, allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
+    if value is None and allow_empty:
+        value = []
+    if not isinstance(value, (list, tuple)) or (not value and not allow_empty):
         raise SweepError(f"{where} must be a non-empty list, e.g. {where}=[a,b]")
+    if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        raise SweepError(f"{where} must hold names; got {list(value)}")
     out = tuple(str(v) for v in value)
     if len(set(out)) != len(out):
         raise SweepError(f"{where} lists a name twice: {list(out)}")
     return out
 
 
-def _check_sample(n: Any, seed: Any, n_must_be: str) -> None:
-    """The size and seed of a seeded sample of cells."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise SweepError(f"cells.n must be {n_must_be}; got {n!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SweepError(f"{where} must be a mapping of settings; got {value!r}")
+    return value
 
 
-def _check_cells(cells: Mapping[str, Any]) -> dict[str, Any]:
+def parse_cells(cells: Mapping[str, Any]) -> CellSelection:
+    """The cell selection, its form checked (ids are checked against the space later)."""
     select = cells.get("select")
     if select not in CELL_SELECTIONS:
         raise SweepError(f"cells.select must be one of {sorted(CELL_SELECTIONS)}; got {select!r}")
-    picked = {"select": select}
     for key in CELL_SELECTIONS[select]:
         if cells.get(key) is None:
             raise SweepError(f"cells={select} needs cells.{key}")
-        picked[key] = cells[key]
-    if select == "sample":
-        _check_sample(picked["n"], picked["seed"], "a positive integer")
-    elif select == "truth":
+    if select in ("sample", "truth"):
         n, seed = cells.get("n"), cells.get("seed", 0)
-        if n is not None:
-            _check_sample(n, seed, "a positive integer or null (every cell with truth)")
-            picked.update(n=n, seed=seed)
-    elif select == "range":
-        start, stop = picked["start"], picked["stop"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, stop)) or not 0 <= start < stop:
+        if select == "sample" or n is not None:
+            _positive_int(n, "cells.n")
+            if not _is_int(seed):
+                raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+        return CellSelection(select, n=n, seed=seed if n is not None else 0)
+    if select == "range":
+        start, stop = cells["start"], cells["stop"]
+        if not (_is_int(start) and _is_int(stop)) or not 0 <= start < stop:
             raise SweepError(f"cells.start and cells.stop must be integers with 0 <= start < stop; got {start!r}, {stop!r}")
-    elif select == "ids":
-        ids = picked["ids"]
-        if isinstance(ids, (str, int)):
+        return CellSelection(select, start=start, stop=stop)
+    if select == "ids":
+        ids = cells["ids"]
+        if isinstance(ids, (str, int)) and not isinstance(ids, bool):
             ids = [ids]
-        if not isinstance(ids, list) or not ids:
+        if not isinstance(ids, (list, tuple)) or not ids:
             raise SweepError("cells=ids needs a non-empty list, e.g. cells.ids=[0,17,42]")
-        picked["ids"] = [str(i) for i in ids]
-    elif select == "file":
-        path = Path(str(picked["path"])).expanduser().resolve()
+        if not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
+            raise SweepError(f"cells.ids must hold cell ids; got {list(ids)}")
+        return CellSelection(select, ids=tuple(str(i) for i in ids))
+    if select == "file":
+        path = Path(str(cells["path"])).expanduser().resolve()
         if not path.is_file():
             raise SweepError(f"cells.path: no such file {path}")
-        picked["path"] = str(path)
-    return picked
+        return CellSelection(select, path=str(path))
+    return CellSelection(select)
 
 
-def _check_proxy(name: str, params: Any) -> ProxyRun:
-    if not isinstance(params, Mapping):
-        raise SweepError(f"proxy {name!r} has no settings under proxy.{name} (conf/proxy/{name}.yaml)")
-    run = ProxyRun(name, dict(params))
-    if proxy_registry.get_proxy(name).uses_images:
-        for key in ("batch_size", "augment"):
-            if key not in params:
-                raise SweepError(f"proxy.{name}.{key} is missing")
-        if not isinstance(params["batch_size"], int) or params["batch_size"] < 1:
-            raise SweepError(f"proxy.{name}.batch_size must be a positive integer")
-        count = params.get("num_batches", 1)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise SweepError(f"proxy.{name}.num_batches must be a positive integer")
-    mode = params.get("mode", "train")
-    if mode not in ("train", "eval"):
-        raise SweepError(f"proxy.{name}.mode must be train or eval; got {mode!r}")
-    return run
+def parse_cluster(cluster: Mapping[str, Any]) -> ClusterSettings:
+    address = cluster.get("address")
+    if address is not None and not isinstance(address, str):
+        raise SweepError(f"cluster.address must be auto, HOST:PORT or ray://HOST:PORT; got {address!r}")
+    host = cluster.get("dashboard_host", "127.0.0.1")
+    if not isinstance(host, str):
+        raise SweepError(f"cluster.dashboard_host must be an address; got {host!r}")
+    port = cluster.get("dashboard_port", 8265)
+    if not _is_int(port) or not 0 < port < 65536:
+        raise SweepError(f"cluster.dashboard_port must be a port number; got {port!r}")
+    restarts = cluster.get("max_actor_restarts", 3)
+    if not _is_int(restarts) or restarts < 0:
+        raise SweepError(f"cluster.max_actor_restarts must be a non-negative integer; got {restarts!r}")
+    return ClusterSettings(
+        address=address or None,
+        num_cpus=_optional_positive_int(cluster.get("num_cpus"), "cluster.num_cpus"),
+        num_gpus=None if cluster.get("num_gpus") is None else _non_negative(cluster.get("num_gpus"), "cluster.num_gpus"),
+        dashboard=_bool(cluster.get("dashboard", True), "cluster.dashboard"),
+        dashboard_host=host, dashboard_port=port,
+        num_actors=_optional_positive_int(cluster.get("num_actors"), "cluster.num_actors"),
+        max_actor_restarts=restarts,
+    )
 
 
-def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
+def _non_negative(value: Any, where: str) -> int:
+    if not _is_int(value) or value < 0:
+        raise SweepError(f"{where} must be a non-negative integer; got {value!r}")
+    return value
+
+
+def _percent(value: Any, where: str) -> float:
+    if not (_is_int(value) or isinstance(value, float)) or not 0 < value <= 100:
+        raise SweepError(f"{where} must be a percentage in (0, 100]; got {value!r}")
+    return float(value)
+
+
+def parse_metrics(metrics: Mapping[str, Any]) -> MetricSettings:
+    top = metrics.get("top_k_percent", (1, 5, 10, 50))
+    if not isinstance(top, (list, tuple)) or not top:
+        raise SweepError(f"metrics.top_k_percent must be a non-empty list of percentages; got {top!r}")
+    return MetricSettings(
+        top_k_percent=tuple(_percent(k, "metrics.top_k_percent") for k in top),
+        kendall_top_percent=_percent(metrics.get("kendall_top_percent", 10), "metrics.kendall_top_percent"),
+    )
+
+
+def parse_proxy(name: str, overrides: Any) -> ProxyRun:
+    """The proxy's registered defaults with the config's values; each value checked."""
+    try:
+        return ProxyRun(name, proxy_registry.get_proxy(name).settings(_mapping(overrides, f"proxy.{name}")))
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+
+
+# --- the whole config -------------------------------------------------------------------
+def load_settings(cfg: DictConfig | Mapping[str, Any], check_files: bool = True) -> Settings:
     """Check ``cfg`` and return the settings; SweepError with one line if anything is off."""
     resolved = _container(cfg, "the config")
-    sweep = resolved.get("sweep") or {}
+    if not isinstance(resolved, Mapping):
+        raise SweepError("the config must be a mapping")
+    plugins = _str_list(resolved.get("plugins"), "plugins", allow_empty=True)
+    load_plugins(plugins)
+    sweep = _mapping(resolved.get("sweep"), "sweep")
     space = str(sweep.get("space"))
     if space not in SPACES:
         raise SweepError(f"unknown search space {space!r}; known: {', '.join(sorted(SPACES))}")
-    space_settings = (resolved.get("space") or {}).get(space)
-    if not isinstance(space_settings, Mapping):
-        raise SweepError(f"space {space!r} has no settings under space.{space} (conf/space/{space}.yaml)")
-    known_datasets = make_space(space, space_settings).num_classes
+    try:
+        space_settings = get_space(space).settings(_mapping((resolved.get("space") or {}).get(space), f"space.{space}"))
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+    known_datasets = get_space(space).cls.num_classes
     datasets = _str_list(sweep.get("datasets"), "sweep.datasets")
+    truth = _mapping(space_settings.get("truth"), f"space.{space}.truth")
     for d in datasets:
         if d not in known_datasets:
             raise SweepError(f"space {space} has no dataset {d!r}; known: {', '.join(known_datasets)}")
-        if d not in space_settings.get("truth", {}):
+        if d not in truth:
             raise SweepError(f"space.{space}.truth has no column for dataset {d!r}")
         if d not in NORMALIZATION:
             raise SweepError(f"no image normalization known for dataset {d!r}")
@@ -216,52 +335,43 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
     for n in names:
         if n not in proxy_registry.PROXIES:
             raise SweepError(f"unknown proxy {n!r}; known: {', '.join(sorted(proxy_registry.PROXIES))}")
-    proxy_settings = resolved.get("proxy") or {}
-    runs = tuple(_check_proxy(n, proxy_settings.get(n)) for n in names)
+    proxy_cfg = _mapping(resolved.get("proxy"), "proxy")
+    runs = tuple(parse_proxy(n, proxy_cfg.get(n)) for n in names)
     try:  # checked now so a typo fails before scoring, not in the reducer hours later
-        parse_ensembles(resolved.get("ensembles"), known=proxy_registry.PROXIES)
+        ensembles = tuple(parse_ensembles(resolved.get("ensembles"), known=proxy_registry.PROXIES))
     except ValueError as exc:
         raise SweepError(str(exc)) from None
-    seeds = _int_list(sweep.get("seeds"), "sweep.seeds")
-    shard_size = sweep.get("shard_size")
-    if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
-        raise SweepError(f"sweep.shard_size must be a positive integer; got {shard_size!r}")
-    attempts = sweep.get("max_cell_attempts", 2)
-    if not isinstance(attempts, int) or attempts < 1:
-        raise SweepError(f"sweep.max_cell_attempts must be a positive integer; got {attempts!r}")
-    retry_errors = sweep.get("retry_errors", False)
-    if not isinstance(retry_errors, bool):
-        raise SweepError(f"sweep.retry_errors must be true or false; got {retry_errors!r}")
-    cells = _check_cells(resolved.get("cells") or {})
-    data = resolved.get("data") or {}
-    root = resolve_root(data.get("root") or ".")
-    images_cfg = data.get("images") or {}
-    images = {}
+    data = _mapping(resolved.get("data"), "data")
+    images_cfg = _mapping(data.get("images"), "data.images")
     for d in datasets:
-        if d not in images_cfg:
-            raise SweepError(f"data.images has no entry for dataset {d!r}")
-        images[d] = find_data(root, str(images_cfg[d]))
-    device = str(resolved.get("device", "auto"))
-    if device not in ("auto", "cpu", "cuda"):
-        raise SweepError(f"device must be auto, cpu or cuda; got {device!r}")
+        if not isinstance(images_cfg.get(d), str) or not images_cfg.get(d):
+            raise SweepError(f"data.images has no file for dataset {d!r}")
+    device = resolved.get("device", "auto")
+    if device not in DEVICES:
+        raise SweepError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    out_dir = resolved.get("out_dir")
+    if not isinstance(out_dir, str) or not out_dir.strip():
+        raise SweepError(f"out_dir must be a folder path; got {out_dir!r}")
     settings = Settings(
         name=str(sweep.get("name", "adhoc")),
         space=space,
         space_settings=space_settings,
         datasets=datasets,
         proxies=runs,
-        seeds=seeds,
-        cells=cells,
-        shard_size=shard_size,
-        max_cell_attempts=attempts,
-        retry_errors=retry_errors,
-        data_root=root,
-        images=images,
-        out_dir=Path(str(resolved.get("out_dir", "outputs"))).expanduser().resolve(),
+        seeds=_int_list(sweep.get("seeds"), "sweep.seeds"),
+        cells=parse_cells(_mapping(resolved.get("cells"), "cells")),
+        shard_size=_positive_int(sweep.get("shard_size"), "sweep.shard_size"),
+        max_cell_attempts=_positive_int(sweep.get("max_cell_attempts", 2), "sweep.max_cell_attempts"),
+        retry_errors=_bool(sweep.get("retry_errors", False), "sweep.retry_errors"),
+        data_root=resolve_root(str(data.get("root") or ".")),
+        image_names={d: str(images_cfg[d]) for d in datasets},
+        out_dir=Path(out_dir).expanduser().resolve(),
         device=device,
-        cluster=resolved.get("cluster") or {},
-        metrics=resolved.get("metrics") or {},
-        reduce=bool(resolved.get("reduce", True)),
+        cluster=parse_cluster(_mapping(resolved.get("cluster"), "cluster")),
+        metrics=parse_metrics(_mapping(resolved.get("metrics"), "metrics")),
+        ensembles=ensembles,
+        plugins=plugins,
+        reduce=_bool(resolved.get("reduce", True), "reduce"),
         resolved=resolved,
     )
     if check_files:
@@ -272,10 +382,9 @@ def load_settings(cfg: DictConfig, check_files: bool = True) -> Settings:
 def data_needs(settings: Settings) -> list[tuple[str, str]]:
     """Every data file the sweep reads, as (name under the data root, how to obtain it):
     the space's tables, then each dataset's images."""
-    space = make_space(settings.space, settings.space_settings, settings.data_root)
-    needs = list(space.required_files())
+    needs = list(settings.search_space.required_files())
     for d in settings.datasets:
-        needs.append((str((settings.resolved.get("data") or {})["images"][d]), HOW_TO_OBTAIN.get(d, "see the README")))
+        needs.append((settings.image_names[d], HOW_TO_OBTAIN.get(d, "see the README")))
     return needs
 
 

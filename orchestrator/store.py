@@ -1,19 +1,26 @@
 """The sweep's state on disk: one Parquet file per finished shard, written atomically.
 
-Layout: ``<out>/scores/space=S/dataset=D/seed=N/shard-NNNNN.parquet``. A file appears under
-its final name only by ``os.replace`` of a complete temporary file, so listing the shard
-files IS the list of finished work: resuming needs no other bookkeeping. ``sweep.json``
-records the score-relevant settings, so a rerun with other settings into the same folder
-is refused instead of silently mixing results.
+Layout: ``<out>/scores/<space>/<dataset>/seed<N>/shard-<digest>.parquet`` (plain folder
+names, so pandas, Arrow, DuckDB and Polars read ``scores/`` with the columns of the files
+alone). A file appears under its final name only by renaming a complete temporary file
+(``orchestrator.files``), and it counts as finished only if its footer checks out: a
+readable Parquet file of this schema whose metadata names its job, cells and proxies, with
+the row count they imply and the fingerprints of ``sweep.json`` (``orchestrator.manifest``).
+Checking reads footers only, so listing the state of tens of thousands of files stays
+cheap. A file that fails (cut short, damaged, another sweep's, a stray) is moved to
+``<out>/quarantine/`` for inspection, reported in one line, and its work is scored again.
+The valid files ARE the sweep's state: resuming needs no other bookkeeping.
 """
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
 import platform
 import re
-import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -22,12 +29,17 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from orchestrator.errors import SweepError
-from orchestrator.plan import Job, Shard
+from orchestrator.files import atomic_path, remove_temporaries
+from orchestrator.manifest import FORMAT, Manifest
+from orchestrator.plan import Job, Shard, shard_name
 
 SCORES_DIR = "scores"
-MANIFEST = "sweep.json"
-SHARD_RE = re.compile(r"^shard-(\d{5,})\.parquet$")
-TMP_MARK = ".tmp-"
+QUARANTINE_DIR = "quarantine"
+LOCK_FILE = ".lock"
+SHARD_RE = re.compile(r"^shard-[0-9a-f]{16}\.parquet$")
+JOB_RE = re.compile(r"^seed(-?\d+)$")
+#: footer metadata key of a shard's description (job, cells, proxy fingerprints)
+SHARD_KEY = b"proxysweep.shard"
 
 
 def _field(name: str, dtype: pa.DataType, doc: str, nullable: bool = False) -> pa.Field:
@@ -80,6 +92,42 @@ def versions() -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class StoredShard:
+    """A valid shard file and what its footer says it holds."""
+
+    path: Path
+    job: Job
+    ids: tuple[str, ...]
+    proxies: tuple[str, ...]
+
+
+@dataclass
+class Scan:
+    """The valid shard files of a folder, and the files set aside while listing them."""
+
+    shards: list[StoredShard] = field(default_factory=list)
+    quarantined: list[tuple[Path, str]] = field(default_factory=list)  # (where it went, why)
+
+
+def covered(shards: Iterable[StoredShard], job: Job) -> dict[str, set[str]]:
+    """Cell id -> proxies with a stored row in ``shards``, for ``job``."""
+    out: dict[str, set[str]] = {}
+    for shard in shards:
+        if shard.job == job:
+            for cell_id in shard.ids:
+                out.setdefault(cell_id, set()).update(shard.proxies)
+    return out
+
+
+def _utc_stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def _same_columns(schema: pa.Schema) -> bool:
+    return [(f.name, f.type) for f in schema] == [(f.name, f.type) for f in SCHEMA]
+
+
 class ScoreStore:
     """Reads and writes one sweep's output folder."""
 
@@ -90,9 +138,14 @@ class ScoreStore:
 
     # -- ownership ---------------------------------------------------------------------
     def lock(self) -> None:
-        """Take the folder for this driver; SweepError if another live driver holds it."""
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.out_dir / ".lock", "a+")
+        """Take the folder for this driver; SweepError if another live driver holds it.
+        The lock is the kernel's (flock): it dies with its process, so a driver killed with
+        SIGKILL never leaves a stale lock behind."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            fh = open(self.out_dir / LOCK_FILE, "a+")
+        except OSError as exc:
+            raise SweepError(f"cannot write to out_dir {self.out_dir}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -106,97 +159,121 @@ class ScoreStore:
             self._lock_fh.close()
             self._lock_fh = None
 
-    def check_manifest(self, fingerprint: str, parts: Mapping[str, Any]) -> None:
-        """Write ``sweep.json`` on first use; refuse a folder made with other settings."""
-        path = self.out_dir / MANIFEST
-        if path.exists():
-            old = json.loads(path.read_text())
-            if old.get("fingerprint") != fingerprint:
-                changed = sorted(k for k in set(parts) | set(old.get("settings", {}))
-                                 if parts.get(k) != old.get("settings", {}).get(k))
-                raise SweepError(
-                    f"{self.out_dir} holds scores of a sweep with other settings "
-                    f"(different: {', '.join(changed) or 'selected cells'}); "
-                    "choose another out_dir or delete that folder"
-                )
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        payload = {"fingerprint": fingerprint, "settings": parts}
-        _atomic_write_bytes(path, json.dumps(payload, indent=2, sort_keys=True, default=str).encode())
+    def check_intact(self) -> None:
+        """SweepError if the folder this driver locked was removed or replaced meanwhile
+        (its lock file is gone or another one)."""
+        try:
+            same = os.stat(self.out_dir / LOCK_FILE).st_ino == os.fstat(self._lock_fh.fileno()).st_ino
+        except (OSError, AttributeError):
+            same = False
+        if not same:
+            raise SweepError(f"out_dir {self.out_dir} was removed or replaced while the sweep ran; "
+                             "nothing more is written there: restore it (or choose another out_dir) and rerun")
+
+    def remove_temporaries(self) -> int:
+        """Delete half-written files left by a driver that was killed; returns how many."""
+        return remove_temporaries(self.out_dir)
 
     # -- shards ------------------------------------------------------------------------
     def job_dir(self, job: Job) -> Path:
-        return self.scores_dir / job.partition
+        return self.scores_dir / job.folder
 
     def shard_path(self, shard: Shard) -> Path:
         return self.job_dir(shard.job) / f"{shard.name}.parquet"
 
-    def finished(self, job: Job) -> set[int]:
-        """Indices of the shards of ``job`` whose files exist."""
-        folder = self.job_dir(job)
-        if not folder.is_dir():
-            return set()
-        return {int(m.group(1)) for p in folder.iterdir() if (m := SHARD_RE.match(p.name))}
-
-    def with_errors(self, job: Job) -> set[int]:
-        """Indices of the finished shards of ``job`` that hold at least one error row."""
-        folder = self.job_dir(job)
-        if not folder.is_dir():
-            return set()
-        return {
-            int(m.group(1)) for p in folder.iterdir()
-            if (m := SHARD_RE.match(p.name)) and "error" in pq.read_table(p, columns=["status"])["status"].to_pylist()
-        }
-
-    def remove_temporaries(self) -> int:
-        """Delete half-written files left by a driver that was killed; returns how many."""
-        if not self.scores_dir.is_dir():
-            return 0
-        stale = [p for p in self.scores_dir.rglob(f"*{TMP_MARK}*") if p.is_file()]
-        for p in stale:
-            p.unlink()
-        return len(stale)
-
-    def write_shard(self, shard: Shard, rows: Sequence[Mapping[str, Any]], metadata: Mapping[str, str]) -> Path:
-        """Write the rows of a finished shard under its final name, atomically."""
+    def write_shard(self, shard: Shard, rows: Sequence[Mapping[str, Any]], manifest: Manifest,
+                    metadata: Mapping[str, str]) -> Path:
+        """Write the rows of a finished shard under its final name, atomically; its footer
+        describes it (job, cells, proxy fingerprints) so that it can be checked later."""
+        got = sorted((r["arch_id"], r["proxy"]) for r in rows)
+        if got != sorted((c, p) for c in shard.ids for p in shard.proxies):
+            raise RuntimeError(f"{shard.name}: the rows do not match its cells and proxies")
+        fingerprints = {p: manifest.fingerprint(p, shard.job) for p in shard.proxies}
+        description = {"format": FORMAT, "job": [shard.job.space, shard.job.dataset, shard.job.seed],
+                       "cells": list(shard.ids), "proxies": fingerprints}
+        meta = {SHARD_KEY: json.dumps(description).encode(), **{k.encode(): v.encode() for k, v in metadata.items()}}
         table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
-        meta = {k.encode(): v.encode() for k, v in metadata.items()}
-        meta[b"proxysweep.shard"] = json.dumps(
-            {"job": shard.job.partition, "index": shard.index, "cells": len(shard)}
-        ).encode()
         table = table.replace_schema_metadata({**(SCHEMA.metadata or {}), **meta})
         path = self.shard_path(shard)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}{TMP_MARK}{uuid.uuid4().hex}")
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(table, tmp)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        _fsync_dir(path.parent)
         return path
 
-    def read_scores(self, columns: Iterable[str] | None = None) -> pa.Table:
-        """All finished rows of the sweep (empty table with the schema if none)."""
-        files = sorted(str(p) for p in self.scores_dir.rglob("shard-*.parquet") if SHARD_RE.match(p.name))
+    def scan(self, manifest: Manifest | None, quarantine: bool = True) -> Scan:
+        """Check every file under ``scores/`` by its footer against ``manifest``; the
+        valid ones are the folder's state. The others are moved to ``quarantine/`` (or,
+        with ``quarantine=False``, only left out) with the reason."""
+        scan = Scan()
+        if not self.scores_dir.is_dir():
+            return scan
+        files = sorted(p for p in self.scores_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            checked = list(pool.map(lambda p: (p, _check_file(self.scores_dir, p, manifest)), files))
+        covered: dict[Job, dict[str, set[str]]] = {}
+        for path, result in checked:
+            if isinstance(result, StoredShard):
+                cells = covered.setdefault(result.job, {})
+                if any(p in cells.get(c, ()) for c in result.ids for p in result.proxies):
+                    result = "holds scores another shard file holds already"
+                else:
+                    for c in result.ids:
+                        cells.setdefault(c, set()).update(result.proxies)
+                    scan.shards.append(result)
+                    continue
+            reason = str(result)
+            scan.quarantined.append((self.quarantine(path) if quarantine else path, reason))
+        return scan
+
+    def quarantine(self, path: Path) -> Path:
+        """Move a file out of ``scores/`` into ``quarantine/`` (same relative path, a time
+        stamp added), keeping it for inspection; returns where it went."""
+        target = self.out_dir / QUARANTINE_DIR / path.relative_to(self.scores_dir)
+        target = target.with_name(f"{target.name}.corrupt-{_utc_stamp()}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        return target
+
+    def with_errors(self, shards: Iterable[StoredShard]) -> list[StoredShard]:
+        """The shards among ``shards`` that hold at least one error row."""
+        return [s for s in shards if "error" in pq.read_table(s.path, columns=["status"])["status"].to_pylist()]
+
+    def read_scores(self, shards: Iterable[StoredShard], columns: Iterable[str] | None = None) -> pa.Table:
+        """The rows of ``shards`` (empty table with the schema if none)."""
+        files = sorted(str(s.path) for s in shards)
         if not files:
             return SCHEMA.empty_table()
         dataset = pads.dataset(files, schema=SCHEMA, format="parquet")
         return dataset.to_table(columns=list(columns) if columns else None)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{uuid.uuid4().hex}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
+def _check_file(scores_dir: Path, path: Path, manifest: Manifest | None) -> StoredShard | str:
+    """The shard a file is, or why it is not a valid one (footer and metadata only)."""
+    parts = path.relative_to(scores_dir).parts
+    seed = JOB_RE.match(parts[2]) if len(parts) == 4 else None
+    if seed is None or not SHARD_RE.match(path.name):
+        return "not a shard file of this layout (scores/<space>/<dataset>/seed<N>/shard-<digest>.parquet)"
+    folder_job = Job(parts[0], parts[1], int(seed.group(1)))
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        footer = pq.read_metadata(path)
+    except (OSError, ValueError) as exc:  # ArrowInvalid is a ValueError, ArrowIOError an OSError
+        return f"unreadable Parquet ({' '.join(str(exc).split())[:200]})"
+    try:
+        info = json.loads((footer.metadata or {})[SHARD_KEY])
+        job = Job(str(info["job"][0]), str(info["job"][1]), int(info["job"][2]))
+        ids = tuple(str(c) for c in info["cells"])
+        fingerprints = {str(k): str(v) for k, v in info["proxies"].items()}
+    except (KeyError, ValueError, TypeError, IndexError):
+        return "no proxysweep shard description in its footer"
+    proxies = tuple(fingerprints)
+    if job != folder_job or path.stem != shard_name(job, ids, proxies):
+        return "its footer describes another shard than its name and folder say"
+    if not _same_columns(footer.schema.to_arrow_schema()):
+        return "its columns are not those of a scores file"
+    if footer.num_rows != len(ids) * len(proxies):
+        return f"{footer.num_rows} rows where its {len(ids)} cells x {len(proxies)} proxies need {len(ids) * len(proxies)}"
+    if manifest is None:
+        return "the folder has no sweep.json to check it against"
+    wrong = [p for p, fp in fingerprints.items() if manifest.fingerprint(p, job) != fp]
+    if wrong:
+        return f"scored with other settings than this folder's sweep.json ({', '.join(wrong)})"
+    return StoredShard(path, job, ids, proxies)

@@ -1,13 +1,13 @@
 """Run a sweep end to end: check, plan, score on Ray, store, reduce.
 
 Everything a user can get wrong is found by ``prepare`` before Ray starts. Scoring writes
-one Parquet file per finished shard; a rerun of the same command scores only the shards
-whose files are missing, so a killed or preempted sweep resumes where it stopped.
+one Parquet file per finished shard; a rerun of the same command scores only the (cell,
+proxy) pairs that no valid file holds, so a killed or preempted sweep resumes where it
+stopped, and a sweep extended by proxies, seeds, datasets or cells scores only what is new.
 """
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import sys
 from dataclasses import dataclass
@@ -15,25 +15,35 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import ray
 from omegaconf import DictConfig, OmegaConf
 
 from orchestrator.cluster import Connection, connect, disconnect
 from orchestrator.errors import SweepError
+from orchestrator.files import atomic_write
+from orchestrator.manifest import Manifest, StoredContent, image_digest, merge
 from orchestrator.monitoring import announce_dashboard
-from orchestrator.plan import Plan, Shard, fingerprint, make_plan
+from orchestrator.payload import JobPayload, ScorerSpec
+from orchestrator.plan import Job, Plan, Shard, make_plan
+from orchestrator.plugins import shipped_paths
 from orchestrator.pool import ShardWork, Slot, cluster_has_gpus, node_affinity, plan_slots, run_pool
 from orchestrator.progress import Progress
 from orchestrator.reduce import CONFIG_FILE, Reduction, format_summary, reduce_sweep, summary_rows
 from orchestrator.scorer import Scorer
 from orchestrator.scoring import Row
 from orchestrator.settings import Settings, load_settings
-from orchestrator.store import ScoreStore, versions
-from spaces import make_space
+from orchestrator.store import ScoreStore, StoredShard, covered, versions
 from spaces.batches import draw_batch
 from spaces.images import read_images
 
-log = logging.getLogger("proxysweep")
+
+@dataclass
+class JobImages:
+    """A job's fixed batches, drawn on the driver before Ray starts."""
+
+    input_shape: tuple[int, ...]
+    batches: dict[Any, Any]
 
 
 @dataclass
@@ -43,12 +53,13 @@ class Prepared:
     settings: Settings
     plan: Plan
     store: ScoreStore
+    manifest: Manifest
     pending: list[Shard]
-    fingerprint: str
+    inputs: dict[tuple[str, int], JobImages]
 
     @property
-    def done_cells(self) -> int:
-        return self.plan.total_cells - sum(len(s) for s in self.pending)
+    def pending_cells(self) -> int:
+        return len({(s.job, c) for s in self.pending for c in s.ids})
 
 
 @dataclass
@@ -58,75 +69,112 @@ class SweepResult:
     reduction: Reduction | None
 
 
-def prepare(settings: Settings) -> Prepared:
-    """Plan the sweep and take its output folder; SweepError on any bad input."""
-    space = make_space(settings.space, settings.space_settings, settings.data_root)
-    try:
-        table = space.cells()
-        truth_ids = cells_with_truth(space, settings) if settings.cells["select"] == "truth" else None
-    except ValueError as exc:
-        raise SweepError(str(exc)) from None
-    plan = make_plan(settings.space, settings.datasets, settings.seeds, table, settings.cells, settings.shard_size,
-                     truth_ids)
-    store = ScoreStore(settings.out_dir)
-    store.lock()
-    try:
-        parts = settings.score_fingerprint()
-        digest = fingerprint(parts, plan.ids)
-        store.check_manifest(digest, parts)
-        OmegaConf.save(OmegaConf.create(dict(settings.resolved)), settings.out_dir / CONFIG_FILE)
-        store.remove_temporaries()
-        pending = []
-        for job in plan.jobs:
-            finished = store.finished(job)
-            if settings.retry_errors:
-                finished -= store.with_errors(job)
-            pending.extend(s for s in plan.shards(job) if s.index not in finished)
-    except BaseException:
-        store.unlock()
-        raise
-    return Prepared(settings, plan, store, pending, digest)
-
-
-def cells_with_truth(space: Any, settings: Settings) -> set[str]:
+def cells_with_truth(settings: Settings) -> set[str]:
     """Ids of the cells with a finite truth value for every dataset of the sweep."""
     ids: set[str] | None = None
     for dataset in settings.datasets:
-        truth = space.ground_truth(dataset, settings.truth_column(dataset))
+        truth = settings.search_space.ground_truth(dataset, settings.truth_column(dataset))
         acc = truth.column("accuracy").to_numpy(zero_copy_only=False)
         have = {i for i, a in zip(truth.column("arch_id").to_pylist(), acc) if np.isfinite(a)}
         ids = have if ids is None else ids & have
     return ids or set()
 
 
-def job_batches(settings: Settings, pending: list[Shard]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Draw every fixed batch the pending shards need (driver side, before Ray starts)."""
+def plan_sweep(settings: Settings) -> Plan:
+    """The request: jobs x selected cells x proxies; SweepError on a bad selection."""
+    try:
+        table = settings.search_space.cells()
+        truth_ids = cells_with_truth(settings) if settings.cells.select == "truth" else None
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+    return make_plan(settings.space, settings.datasets, settings.seeds, [p.name for p in settings.proxies],
+                     table, settings.cells, settings.shard_size, truth_ids)
+
+
+def job_images(settings: Settings, pending: list[Shard]) -> tuple[dict[tuple[str, int], JobImages], dict[str, dict]]:
+    """Draw every fixed batch the pending shards need (driver side, before Ray starts), and
+    the digest of each dataset's images read for them."""
     jobs = sorted({(s.job.dataset, s.job.seed) for s in pending})
     images: dict[str, tuple] = {}
-    out: dict[tuple[str, int], dict[str, Any]] = {}
+    digests: dict[str, dict] = {}
+    out: dict[tuple[str, int], JobImages] = {}
+    path = None
     try:
         for dataset, seed in jobs:
             if dataset not in images:
-                images[dataset] = read_images(settings.images[dataset], dataset)
+                path = settings.images[dataset]
+                images[dataset] = read_images(path, dataset)
+                digests[dataset] = {"name": settings.image_names[dataset], "sha256": image_digest(*images[dataset])}
             x, y = images[dataset]
             batches = {spec: draw_batch(x, y, dataset, seed, spec) for spec in settings.batch_specs()}
-            out[(dataset, seed)] = {"input_shape": tuple(x.shape[1:]), "batches": batches}
-    except (OSError, ValueError) as exc:  # a missing or unreadable file, a batch too large
-        raise SweepError(f"{exc} (images of {dataset}: {settings.images[dataset]})") from None
-    return out
+            out[(dataset, seed)] = JobImages(tuple(x.shape[1:]), batches)
+    except (OSError, ValueError, EOFError) as exc:  # a missing or unreadable file, a batch too large
+        detail = " ".join(str(exc).split())
+        raise SweepError(f"{detail} (images of {dataset}: {path})") from None
+    return out, digests
 
 
-def _failed_rows(settings: Settings):
-    def rows(shard: Shard, pos: int, error: str) -> list[Row]:
-        return [
-            {"space": shard.job.space, "dataset": shard.job.dataset, "seed": shard.job.seed,
-             "arch_id": shard.ids[pos], "arch": shard.archs[pos], "proxy": p.name, "score": None,
-             "status": "error", "error": error, "seconds": 0.0, "shared_seconds": 0.0,
-             "worker": "-", "device": "-", "host": "-"}
-            for p in settings.proxies
-        ]
+def _retry_shard(stored: StoredShard) -> Shard:
+    """A stored shard to score again as it is (same cells, proxies and so file name)."""
+    table = pq.read_table(stored.path, columns=["arch_id", "arch"])
+    archs = dict(zip(table["arch_id"].to_pylist(), table["arch"].to_pylist()))
+    return Shard(stored.job, stored.ids, tuple(archs[c] for c in stored.ids), stored.proxies)
 
-    return rows
+
+def wanted_manifest(settings: Settings, digests: dict[str, dict]) -> Manifest:
+    """The manifest entries this run's scores depend on."""
+    proxies = {p.name: {"params": dict(p.params), "higher_is_better": p.proxy.higher_is_better,
+                        "uses_images": p.proxy.uses_images} for p in settings.proxies}
+    return Manifest(settings.space, settings.space_score_settings(), proxies, dict(digests))
+
+
+def prepare(settings: Settings) -> Prepared:
+    """Plan the sweep against what its folder holds, and take the folder; SweepError on
+    any bad input, before Ray starts."""
+    plan = plan_sweep(settings)
+    store = ScoreStore(settings.out_dir)
+    store.lock()
+    try:
+        store.remove_temporaries()
+        if (store.scores_dir / f"space={settings.space}").exists():
+            raise SweepError(f"{settings.out_dir} was written by an older proxysweep (scores/space=... folders); "
+                             "use another out_dir")
+        stored = Manifest.read(settings.out_dir)
+        if stored is None and store.scores_dir.is_dir() and any(p.is_file() for p in store.scores_dir.rglob("*")):
+            raise SweepError(f"{store.scores_dir} holds files but {settings.out_dir / 'sweep.json'} is missing, so "
+                             "they cannot be checked: restore it, or use another out_dir")
+        scan = store.scan(stored)
+        for where, why in scan.quarantined:
+            print(f"proxysweep: set aside {where} ({why}); its cells are scored again", file=sys.stderr, flush=True)
+        # shards holding error rows are scored again as they are (the new file replaces the
+        # old one: same cells, same proxies, same name); the missing pairs come in addition
+        retry = store.with_errors([s for s in scan.shards if s.job in plan.jobs]) if settings.retry_errors else []
+        pending = [_retry_shard(s) for s in retry]
+        for job in plan.jobs:
+            pending += plan.missing(job, covered(scan.shards, job))
+        inputs, digests = job_images(settings, pending)
+        manifest = merge(stored, wanted_manifest(settings, digests), StoredContent.of(scan.shards, stored),
+                         settings.image_names)
+        if manifest != stored:
+            manifest.write(settings.out_dir)
+        atomic_write(settings.out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(dict(settings.resolved))))
+    except OSError as exc:
+        store.unlock()
+        raise SweepError(f"cannot write to out_dir {settings.out_dir}: {exc.strerror or exc}") from None
+    except BaseException:
+        store.unlock()
+        raise
+    return Prepared(settings, plan, store, manifest, pending, inputs)
+
+
+def _failed_rows(shard: Shard, pos: int, error: str) -> list[Row]:
+    return [
+        {"space": shard.job.space, "dataset": shard.job.dataset, "seed": shard.job.seed,
+         "arch_id": shard.ids[pos], "arch": shard.archs[pos], "proxy": p, "score": None,
+         "status": "error", "error": error, "seconds": 0.0, "shared_seconds": 0.0,
+         "worker": "-", "device": "-", "host": "-"}
+        for p in shard.proxies
+    ]
 
 
 def _terminate_on_sigterm() -> None:
@@ -141,13 +189,23 @@ def _terminate_on_sigterm() -> None:
         pass
 
 
+def _payloads(prepared: Prepared) -> dict[tuple[str, int], JobPayload]:
+    settings = prepared.settings
+    out = {}
+    for (dataset, seed), images in prepared.inputs.items():
+        out[(dataset, seed)] = JobPayload(
+            Job(settings.space, dataset, seed), settings.search_space.num_classes[dataset], images.input_shape,
+            tuple((spec, ray.put(batch)) for spec, batch in images.batches.items()),
+        )
+    return out
+
+
 def score(prepared: Prepared) -> int:
     """Score the pending shards on Ray; returns how many shards were written."""
     settings, store = prepared.settings, prepared.store
     if not prepared.pending:
         return 0
-    inputs = job_batches(settings, prepared.pending)
-    connection: Connection = connect(settings.cluster)
+    connection: Connection = connect(settings.cluster, shipped_paths(settings.plugins))
     written = 0
     try:
         if connection.dashboard_url:
@@ -155,47 +213,43 @@ def score(prepared: Prepared) -> int:
         use_gpus = settings.device == "cuda" or (settings.device == "auto" and cluster_has_gpus())
         if use_gpus and not cluster_has_gpus():
             raise SweepError("device=cuda, but the Ray cluster has no GPUs")
-        slots = plan_slots(settings.name, use_gpus, settings.cluster.get("num_actors"))
+        slots = plan_slots(settings.name, use_gpus, settings.cluster.num_actors)
         if not slots:
             raise SweepError("the Ray cluster offers no CPU or GPU for a scorer actor")
-        jobs = {}
-        for (dataset, seed), info in inputs.items():
-            jobs[(dataset, seed)] = {
-                "space": settings.space, "dataset": dataset, "seed": seed,
-                "num_classes": make_space(settings.space, settings.space_settings).num_classes[dataset],
-                "input_shape": info["input_shape"],
-                "batches": [({"size": spec.size, "augment": spec.augment, "index": spec.index}, ray.put(batch))
-                            for spec, batch in info["batches"].items()],
-            }
-        work = [ShardWork(s, jobs[(s.job.dataset, s.job.seed)]) for s in prepared.pending]
+        payloads = _payloads(prepared)
+        work = [ShardWork(s, payloads[(s.job.dataset, s.job.seed)]) for s in prepared.pending]
         remote_scorer = ray.remote(Scorer)
-        proxies = [(p.name, dict(p.params)) for p in settings.proxies]
 
         def make_actor(slot: Slot) -> Any:
             name = slot.name if slot.restarts == 0 else f"{slot.name}-r{slot.restarts}"
             resources = {"num_gpus": 1, "num_cpus": 0} if slot.kind == "gpu" else {"num_cpus": 1}
+            spec = ScorerSpec(name, settings.space, dict(settings.space_settings), settings.proxies,
+                              settings.device, slot.threads, settings.plugins)
             return remote_scorer.options(
                 name=name, scheduling_strategy=node_affinity(slot), max_concurrency=1, **resources
-            ).remote(name, settings.space, dict(settings.space_settings), proxies, settings.device, slot.threads)
+            ).remote(spec)
 
-        meta = {
-            "proxysweep.fingerprint": prepared.fingerprint,
-            "proxysweep.config": json.dumps(settings.resolved, default=str),
-            "proxysweep.versions": json.dumps(versions()),
-        }
-        progress = Progress(prepared.plan.total_cells, already=prepared.done_cells)
+        meta = {"proxysweep.versions": json.dumps(versions()),
+                "proxysweep.settings": prepared.manifest.to_json()}
+        progress = Progress(prepared.plan.total_cells, already=prepared.plan.total_cells - prepared.pending_cells)
         print(f"Scoring {len(prepared.pending)} shard(s) with {len(slots)} {'GPU' if use_gpus else 'CPU'} actor(s)", flush=True)
 
         def on_shard(item: ShardWork) -> None:
             nonlocal written
-            rows = [row for cell_rows in item.rows for row in cell_rows]
-            store.write_shard(item.shard, rows, meta)
+            store.check_intact()
+            path = store.shard_path(item.shard)
+            try:
+                store.write_shard(item.shard, [row for cell_rows in item.rows for row in cell_rows],
+                                  prepared.manifest, meta)
+            except OSError as exc:
+                raise SweepError(f"cannot write {path}: {exc.strerror or exc}; the {written} shard(s) written "
+                                 "this run are kept: fix that, then rerun the same command to resume") from None
             written += 1
 
         run_pool(
             work, slots, make_actor, on_cell=lambda _rows: progress.update(1), on_shard=on_shard,
-            failed_rows=_failed_rows(settings), max_cell_attempts=settings.max_cell_attempts,
-            max_actor_restarts=int(settings.cluster.get("max_actor_restarts", 3)),
+            failed_rows=_failed_rows, max_cell_attempts=settings.max_cell_attempts,
+            max_actor_restarts=settings.cluster.max_actor_restarts,
         )
         progress.close()
     finally:
@@ -208,20 +262,21 @@ def run_sweep(cfg: DictConfig) -> SweepResult:
     _terminate_on_sigterm()
     settings = load_settings(cfg)
     prepared = prepare(settings)
+    reduction = None
     try:
         plan = prepared.plan
         print(
             f"Sweep {settings.name}: {len(plan.ids)} cells x {len(plan.jobs)} job(s) "
             f"({', '.join(settings.datasets)}; seeds {list(settings.seeds)}) x {len(settings.proxies)} proxies; "
-            f"{len(prepared.pending)} of {len(plan.jobs) * plan.shards_per_job} shards to score -> {settings.out_dir}",
+            f"{prepared.pending_cells} of {plan.total_cells} cells to score -> {settings.out_dir}",
             flush=True,
         )
         written = score(prepared)
+        if settings.reduce:
+            reduction = reduce_sweep(settings.out_dir, settings, prepared.store)
     finally:
         prepared.store.unlock()
-    reduction = None
-    if settings.reduce:
-        reduction = reduce_sweep(settings.out_dir, settings.data_root, settings.resolved)
+    if reduction is not None:
         print(format_summary(summary_rows(reduction.metrics)))
         print(f"\nscores:  {prepared.store.scores_dir}\nmetrics: {reduction.metrics_path}\nreport:  {reduction.report_path}", flush=True)
     return SweepResult(settings.out_dir, written, reduction)

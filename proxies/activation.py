@@ -17,7 +17,7 @@ from proxies.registry import register
 from spaces.batches import BatchSpec
 
 
-@register("naswot")
+@register("naswot", defaults={"batch_size": 128, "augment": False, "mode": "train"})  # augtype none
 def naswot(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """NASWOT (Mellor et al., ICML 2021, "Neural Architecture Search without Training"),
     the ``hook_logdet`` score of BayesWatch/nas-without-training (score_networks.py,
@@ -32,7 +32,11 @@ def naswot(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(logdet)
 
 
-@register("linear_regions")
+@register(
+    "linear_regions",
+    # 3000 images in forward batches of 1000 (prune_tenas.py: sample_batch 3); crop: see below
+    defaults={"batch_size": 3000, "augment": False, "crop": 4, "forward_batch": 1000, "mode": "train"},
+)
 def linear_regions(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Number of linear regions of TE-NAS (Chen et al., ICLR 2021, "Neural Architecture
     Search on ImageNet in Four GPU Hours"), VITA-Group/TENAS
@@ -118,7 +122,13 @@ def _cropped_patterns(
     return np.concatenate(parts, axis=0)
 
 
-@register("meco")
+@register(
+    "meco",
+    # one augmented training image (NAS_Bench_201.py: input data, batch size 1), every channel
+    defaults={"input": "data", "batch_size": 1, "augment": True, "gaussian_side": 64, "channel_sample": None,
+              "mode": "train"},
+    choices={"input": ("data", "gaussian")},
+)
 def meco(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """MeCo (Jiang et al., NeurIPS 2023, "MeCo: Zero-Shot NAS with One Data and Single
     Forward Pass via Minimum Eigenvalue of Correlation"), HamsterMimi/MeCo

@@ -17,7 +17,7 @@ def params(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(sum(p.numel() for p in ctx.model.parameters() if p.requires_grad))
 
 
-@register("flops", uses_images=False)
+@register("flops", uses_images=False, defaults={"batchnorm": False, "pooling": False})
 def flops(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Multiply-accumulates (MACs) of one forward pass of one image, counted at the modules
     that actually run (a module called twice counts twice; one never called, not at all).

@@ -21,7 +21,7 @@ from proxies.context import ScoringContext, batch_spec, set_mode, weight_layers
 from proxies.registry import register
 
 
-@register("grad_norm", uses_labels=True)
+@register("grad_norm", uses_labels=True, defaults={"batch_size": 64, "augment": True, "mode": "train"})
 def grad_norm(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Sum over layers of the Euclidean norm of the loss gradient of the layer's weight
     (grad_norm.py: ``l.weight.grad.norm()`` per layer, then summed)."""
@@ -29,7 +29,7 @@ def grad_norm(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(sum(layer.grad.double().norm() for layer in layers))
 
 
-@register("snip", uses_labels=True)
+@register("snip", uses_labels=True, defaults={"batch_size": 64, "augment": True, "mode": "train"})
 def snip(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """SNIP saliency |dL/dm| of a multiplicative all-ones weight mask, summed.
 
@@ -40,7 +40,7 @@ def snip(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(sum((layer.weight.double() * layer.grad.double()).abs().sum() for layer in layers))
 
 
-@register("plain", uses_labels=True)
+@register("plain", uses_labels=True, defaults={"batch_size": 64, "augment": True, "mode": "train"})
 def plain(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Sum of weight * dL/dw, signed (plain.py: ``layer.weight.grad * layer.weight``). Reads
     the shared loss-gradient pass."""
@@ -48,7 +48,7 @@ def plain(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(sum((layer.weight.double() * layer.grad.double()).sum() for layer in layers))
 
 
-@register("fisher", uses_labels=True)
+@register("fisher", uses_labels=True, defaults={"batch_size": 64, "augment": True, "mode": "train"})  # train mode, forced there
 def fisher(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Fisher pruning saliency (Theis et al. 2018) as fisher.py computes it: per output
     channel k of each Conv2d/Linear, 0.5 * mean over the batch of (sum over positions of
@@ -70,7 +70,10 @@ def fisher(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     )
 
 
-@register("grasp", uses_labels=True)
+@register(
+    "grasp", uses_labels=True,
+    defaults={"batch_size": 64, "augment": True, "mode": "train", "T": 1.0, "num_iters": 1},
+)
 def grasp(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """GraSP (Wang et al. 2020) as grasp.py computes it: g = dL/dw of the Conv2d/Linear
     weights (summed over ``num_iters`` passes over the same batch, so scaled by it), Hg the
@@ -97,7 +100,7 @@ def grasp(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     )
 
 
-@register("synflow", uses_images=False)
+@register("synflow", uses_images=False, defaults={"bn": False, "mode": "train"})
 def synflow(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """SynFlow (Tanaka et al. 2020) as synflow.py computes it: on a copy of the network
     with absolute values of all parameters and buffers, in float64, BatchNorm removed
@@ -126,7 +129,7 @@ def synflow(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return total
 
 
-@register("synflow_bn", uses_images=False)
+@register("synflow_bn", uses_images=False, defaults={"bn": True, "mode": "train"})
 def synflow_bn(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """SynFlow with BatchNorm kept: synflow.py's ``synflow_bn`` (``bn=True``). The same
     computation as ``synflow`` (absolute parameters and buffers, float64, one all-ones
@@ -151,7 +154,7 @@ def _remove_batchnorm(net: nn.Module) -> None:
             _remove_batchnorm(child)
 
 
-@register("jacob_cov")
+@register("jacob_cov", defaults={"batch_size": 64, "augment": True, "mode": "train", "k": 1e-5})
 def jacob_cov(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Jacobian covariance (Mellor et al. 2020, v1 of NASWOT) as jacob_cov.py computes it:
     J = d(sum of logits)/d(input) per image, C = corrcoef of the rows of J, eigenvalues v of

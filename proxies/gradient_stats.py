@@ -34,7 +34,13 @@ def recorded_gradients(ctx: ScoringContext, params: Mapping[str, Any]) -> list[t
     return layers
 
 
-@register("zico", uses_labels=True)
+@register(
+    "zico", uses_labels=True,
+    # --maxbatch 2; no NB201 batch size in the reference (128 in its ImageNet scripts): 64 as
+    # the other NB201 proxies
+    defaults={"batch_size": 64, "augment": True, "num_batches": 2, "mode": "train",
+              "zero_grad_between_batches": False},
+)
 def zico(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """ZiCo (Li, Yang, Bhardwaj and Marculescu, ICLR 2023), ``getzico``/``caculate_zico`` in
     SLDGroup/ZiCo ZeroShotProxy/compute_zico.py: per layer, with mean |g| and standard
@@ -58,7 +64,12 @@ def zico(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return total
 
 
-@register("xi_gsnr", uses_labels=True)
+@register(
+    "xi_gsnr", uses_labels=True,
+    # run.txt, NAS-Bench-201: --batch_size 64 --batch_numbers 8 --random_xi 1e-08 --augtype none
+    defaults={"batch_size": 64, "augment": False, "num_batches": 8, "mode": "train", "xi": 1e-8,
+              "zero_grad_between_batches": False},
+)
 def xi_gsnr(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """xi-GSNR (Sun et al., ICCV 2023, "Zero-Shot Neural Architecture Search via Gradient
     Signal-to-Noise Ratio"), ``caculate_gradsq_gradvar`` in Sunzh1996/Xi-GSNR

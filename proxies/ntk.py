@@ -14,7 +14,10 @@ import numpy as np
 import torch
 
 from proxies.context import ScoringContext, batch_spec
+from proxies.per_sample import METHODS, OUTPUTS, PARAMETER_SETS
 from proxies.registry import register
+
+NTK_CHOICES = {"output": OUTPUTS, "parameters": PARAMETER_SETS, "method": METHODS}
 
 
 def _kernel(ctx: ScoringContext, params: Mapping[str, Any]) -> torch.Tensor:
@@ -23,7 +26,13 @@ def _kernel(ctx: ScoringContext, params: Mapping[str, Any]) -> torch.Tensor:
     )
 
 
-@register("ntk_cond", higher_is_better=False)
+@register(
+    "ntk_cond", higher_is_better=False,
+    # 72 augmented images (prune_launch.py, NAS-Bench-201)
+    defaults={"batch_size": 72, "augment": True, "mode": "train", "output": "logit_sum", "parameters": "weights",
+              "method": "jacobian"},
+    choices=NTK_CHOICES,
+)
 def ntk_cond(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Condition number of the NTK, largest over smallest eigenvalue: TE-NAS (Chen, Gong
     and Wang, ICLR 2021), ``get_ntk_n`` in VITA-Group/TENAS lib/procedures/ntk.py. Lower is
@@ -45,7 +54,13 @@ def ntk_cond(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(np.nan_to_num(ratio, nan=100000.0))
 
 
-@register("ntk_trace_norm", uses_labels=True)
+@register(
+    "ntk_trace_norm", uses_labels=True,
+    # 64 augmented images (nasbench2_pred.py); autograd_hacks: per-layer gradients of one backward
+    defaults={"batch_size": 64, "augment": True, "mode": "train", "output": "label_logit",
+              "parameters": "conv_linear", "method": "layer_local"},
+    choices=NTK_CHOICES,
+)
 def ntk_trace_norm(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """sqrt(trace norm of the NTK / N): the training-free metric of Shu, Dai, Wu and Low,
     "Unifying and Boosting Gradient-Based Training-Free Neural Architecture Search"

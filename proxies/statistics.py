@@ -18,7 +18,11 @@ from proxies.registry import register
 
 
 # --- zen --------------------------------------------------------------------------------
-@register("zen", uses_images=False)
+@register(
+    "zen", uses_images=False,
+    # the file's command line (its evolution scripts pass batch 64 and one repeat)
+    defaults={"mixup_gamma": 1e-2, "batch_size": 16, "repeat": 32, "mode": "train"},
+)
 def zen(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Zen-score (Lin et al., ICCV 2021, "Zen-NAS: A Zero-Shot NAS for High-Performance
     Deep Image Recognition"), idstcv/ZenNAS ZeroShotProxy/compute_zen_score.py.
@@ -95,7 +99,13 @@ def feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 # --- epsinas ----------------------------------------------------------------------------
-@register("epsinas")
+@register(
+    "epsinas",
+    # the two constant weights of each space's notebook (NAS-Bench-201/Reproduce.ipynb,
+    # NAS-Bench-101/Reproduce.ipynb)
+    defaults={"batch_size": 256, "augment": False, "mode": "train",
+              "weights": {"nb201": [1.0e-7, 1.0], "nb101": [1.0e-4, 10.0]}},
+)
 def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """epsinas (Gracheva, 2023, arXiv:2302.04406, "Trainless model performance estimation
     based on random weights initialisations"), egracheva/epsinas

@@ -1,23 +1,6 @@
-"""Search spaces by name; each module documents the benchmark it follows."""
-from __future__ import annotations
-
-from pathlib import Path
-from typing import Mapping
-
+"""Search spaces by name; importing this package registers the built-in ones."""
+from spaces import nb101, nb201  # noqa: F401  (registration)
 from spaces.base import CellTable, SearchSpace
-from spaces.nb101 import NB101Space
-from spaces.nb201 import NB201Space
+from spaces.registry import SPACES, get_space, make_space, register_space
 
-SPACES: dict[str, type] = {"nb201": NB201Space, "nb101": NB101Space}
-
-
-def make_space(name: str, settings: Mapping, data_root: Path | None = None) -> SearchSpace:
-    """The space called ``name``; KeyError with the known names otherwise."""
-    try:
-        cls = SPACES[name]
-    except KeyError:
-        raise KeyError(f"unknown search space {name!r}; known: {', '.join(sorted(SPACES))}") from None
-    return cls(settings, data_root)
-
-
-__all__ = ["CellTable", "SearchSpace", "SPACES", "make_space"]
+__all__ = ["CellTable", "SearchSpace", "SPACES", "get_space", "make_space", "register_space"]

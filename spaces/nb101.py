@@ -28,6 +28,7 @@ from torch import nn
 
 from spaces.base import CellTable, require_files
 from spaces.data_root import find_data
+from spaces.registry import register_space
 from spaces.nb101_cell import NB101Cell, parse_arch
 from spaces.nb101_enumerate import CACHE_FORMAT, NUM_CELLS, enumerate_cells, to_table, write_table
 from spaces.nb101_network import build_network
@@ -40,8 +41,30 @@ TRUTH_HOW_TO = (
 SPEC_COLUMNS = ("hash", "adjacency", "operations", "arch")
 
 
+@register_space(
+    "nb101",
+    defaults={
+        # the truth source, a Parquet table with a 'hash' column: the 30,001-cell sample
+        # (ONE training repeat, validation only), or nb101_only108.parquet (all cells, mean of
+        # 3 repeats, validation and test) from python -m spaces.nb101_tfrecord convert
+        "truth_file": "nb101_sample_accuracy.parquet",
+        # the accuracy column each dataset's scores are correlated with (the benchmark is
+        # CIFAR-10 only): validation accuracy after 108 epochs, in both truth tables;
+        # test_acc_108 exists in converted tables only
+        "truth": {"cifar10": "val_acc_108"},
+        # the enumerated cell table: used from the data root if a file of this name is
+        # there, else read from (or enumerated once into) cache_dir
+        "cells_file": "nb101_cells.parquet",
+        "cache_dir": "${oc.env:PROXYSWEEP_CACHE,'~/.cache/proxysweep'}",
+        # the benchmark's network: stem channels, stacks, modules per stack
+        "stem_channels": 128,
+        "num_stacks": 3,
+        "modules_per_stack": 3,
+    },
+)
 class NB101Space:
-    """NAS-Bench-101 (settings: ``conf/space/nb101.yaml``)."""
+    """NAS-Bench-101 (Ying et al., ICML 2019): 423,624 cells of at most 7 vertices and 9
+    edges; ids are the official module hashes."""
 
     name = "nb101"
     num_classes: Mapping[str, int] = {"cifar10": 10}

@@ -17,6 +17,7 @@ from torch import nn
 
 from spaces.base import CellTable, require_files
 from spaces.data_root import find_data
+from spaces.registry import register_space
 from spaces.nb201_network import EDGES, OPS, NB201Network
 
 NUM_CELLS = len(OPS) ** len(EDGES)
@@ -58,8 +59,23 @@ def parse_cell(arch: str) -> tuple[str, ...]:
     return tuple(ops)
 
 
+@register_space(
+    "nb201",
+    defaults={
+        # the accuracy table: the official index <-> cell string mapping and the accuracies
+        "truth_file": "nb201_accuracy.parquet",
+        # the accuracy column each dataset's scores are correlated with; cifar10_valid_test
+        # (trained on the train split, tested on the test split) is the column of
+        # Abdelfattah et al. 2021
+        "truth": {"cifar10": "cifar10_valid_test", "cifar100": "cifar100_test",
+                  "ImageNet16-120": "imagenet16_120_test"},
+        # the benchmark's network: channels of the first stage, cells per stage
+        "channels": 16,
+        "cells_per_stage": 5,
+    },
+)
 class NB201Space:
-    """NAS-Bench-201 topology space (settings: ``conf/space/nb201.yaml``)."""
+    """NAS-Bench-201 topology space (Dong & Yang, ICLR 2020)."""
 
     name = "nb201"
     num_classes: Mapping[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}

@@ -39,11 +39,14 @@ def make_config(overrides: Sequence[str] = ()) -> DictConfig:
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[str]:
     """One real local Ray instance (2 CPUs, no dashboard) for the whole test session;
-    yields its GCS address so subprocess drivers can join it."""
+    yields its GCS address so subprocess drivers can join it. Its workers find the test
+    plugins (tests/example_plugin) as a user's workers find theirs on a Ray the user
+    started: on their path (drivers that start or join Ray ship them themselves)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parent)}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -42,18 +42,42 @@ def test_unknown_space(tmp_path) -> None:
 
 
 def test_missing_truth_table(tmp_path) -> None:
+    """A table that is neither under the data root nor embedded (the embedded NB201 table
+    serves the default name)."""
     empty = tmp_path / "data"
     empty.mkdir()
-    proc = run_cli(data_root=empty, out_dir=tmp_path / "out")
-    assert_one_line_error(proc, f"missing data file {empty / 'nb201_accuracy.parquet'}", "PROXYSWEEP_DATA")
+    proc = run_cli("space.nb201.truth_file=my_nb201.parquet", data_root=empty, out_dir=tmp_path / "out")
+    assert_one_line_error(proc, f"missing data file {empty / 'my_nb201.parquet'}", "PROXYSWEEP_DATA")
 
 
 def test_missing_images(tmp_path) -> None:
     root = tmp_path / "data"
     root.mkdir()
-    os.symlink(DATA_ROOT / "nb201_accuracy.parquet", root / "nb201_accuracy.parquet")
-    proc = run_cli(data_root=root, out_dir=tmp_path / "out")
+    proc = run_cli("data.images.cifar10=cifar10_sample.npz", data_root=root, out_dir=tmp_path / "out")
     assert_one_line_error(proc, f"missing data file {root / 'cifar10_sample.npz'}", "cifar-10-python.tar.gz")
+
+
+def test_the_smoke_sweep_needs_no_data_root(tmp_path) -> None:
+    """With an empty data root, the embedded table and image cut are found."""
+    from conftest import make_config
+
+    from orchestrator.settings import load_settings
+    from orchestrator.sweep import prepare
+    from spaces.data_root import EMBEDDED_DIR
+
+    empty = tmp_path / "data"
+    empty.mkdir()
+    settings = load_settings(make_config(["+sweep=nb201_smoke", f"data.root={empty}", f"out_dir={tmp_path / 'out'}"]))
+    assert settings.images == {"cifar10": EMBEDDED_DIR / "cifar10_smoke.npz"}
+    prepared = prepare(settings)
+    prepared.store.unlock()
+    assert prepared.pending_cells == 120 and len(prepared.pending) == 12
+
+
+def test_a_plugin_that_does_not_import(tmp_path) -> None:
+    proc = run_cli("plugins=[no_such_module_here]", out_dir=tmp_path)
+    assert_one_line_error(proc, "plugin no_such_module_here does not import: ModuleNotFoundError")
+    assert not any(tmp_path.iterdir())
 
 
 def test_unknown_cell_id(tmp_path) -> None:
@@ -78,7 +102,14 @@ def test_unknown_dataset_in_process(tmp_path, capsys) -> None:
     ("proxy.snip.mode=inference", "proxy.snip.mode must be train or eval"),
     ("cells.n=0", "cells.n must be a positive integer"),
     ("sweep.datasets=[cifar10,cifar10]", "sweep.datasets lists a name twice"),
-    ("proxy.naswot.batch_size=6000", "batch of 6000 asked for, but cifar10 has 5085 images"),
+    ("proxy.naswot.batch_size=6000", "batch of 6000 asked for, but cifar10 has 1000 images"),
+    ("proxy.jacob_cov.k=oops", "proxy.jacob_cov.k must be a number; got 'oops'"),
+    ("+proxy.naswot.bach_size=3", "proxy.naswot.bach_size is not a setting of naswot (its settings: augment, batch_size, mode)"),
+    ("sweep.proxies=[ntk_cond] proxy.ntk_cond.method=fast", "proxy.ntk_cond.method must be one of jacobian, layer_local"),
+    ("proxy.naswot.augment=1", "proxy.naswot.augment must be true or false"),
+    ("+space.nb201.width=3", "space.nb201.width is not a setting of nb201"),
+    ("metrics.top_k_percent=[0]", "metrics.top_k_percent must be a percentage in (0, 100]"),
+    ("cluster.num_actors=0", "cluster.num_actors must be a positive integer"),
 ])
 def test_bad_values_in_process(tmp_path, capsys, override, fragment) -> None:
     """The same checks without a subprocess: ``main_with_errors`` is the CLI's body."""
@@ -86,21 +117,32 @@ def test_bad_values_in_process(tmp_path, capsys, override, fragment) -> None:
 
     from orchestrator.sweep import main_with_errors
 
-    cfg = make_config(["+sweep=nb201_smoke", "cluster.address=127.0.0.1:1", f"out_dir={tmp_path}", override])
+    cfg = make_config(["+sweep=nb201_smoke", "cluster.address=127.0.0.1:1", f"out_dir={tmp_path}", *override.split()])
     assert main_with_errors(cfg) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("proxysweep: error: ") and fragment in err[0]
 
 
-def test_other_settings_into_the_same_folder_are_refused(tmp_path, capsys) -> None:
+def test_other_settings_into_a_folder_with_scores_are_refused(tmp_path, capsys) -> None:
+    """Changing what stored scores depend on names the setting; nothing is written."""
     from conftest import make_config
 
     from orchestrator.settings import load_settings
+    from orchestrator.store import ScoreStore
     from orchestrator.sweep import main_with_errors, prepare
 
-    prepare(load_settings(make_config(["+sweep=nb201_smoke", f"out_dir={tmp_path}"]))).store.unlock()
+    prepared = prepare(load_settings(make_config(["+sweep=nb201_smoke", f"out_dir={tmp_path}",
+                                                  "sweep.proxies=[naswot]", "sweep.seeds=[0]"])))
+    prepared.store.unlock()
+    shard = prepared.pending[0]
+    rows = [{"space": "nb201", "dataset": "cifar10", "seed": 0, "arch_id": c, "arch": a, "proxy": "naswot",
+             "score": 1.0, "status": "ok", "error": None, "seconds": 0.0, "shared_seconds": 0.0,
+             "worker": "w", "device": "cpu", "host": "h"} for c, a in zip(shard.ids, shard.archs)]
+    ScoreStore(tmp_path).write_shard(shard, rows, prepared.manifest, {})
+    before = sorted(p.name for p in tmp_path.rglob("*"))
     cfg = make_config(["+sweep=nb201_smoke", "cluster.address=127.0.0.1:1", f"out_dir={tmp_path}",
-                       "proxy.naswot.batch_size=64"])
+                       "sweep.proxies=[naswot]", "proxy.naswot.batch_size=64"])
     assert main_with_errors(cfg) == 2
     err = capsys.readouterr().err
-    assert "holds scores of a sweep with other settings" in err and "proxies" in err
+    assert "proxy.naswot.batch_size: stored 128, now 64" in err and "choose another out_dir" in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before

@@ -11,12 +11,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import DATA_ROOT
+from handmade import manifest, write_folder
+from handmade import row as hand_row
 
 from orchestrator.ensembles import Ensemble, mean_rank, parse_ensembles, vote_pairwise_accuracy
 from orchestrator.errors import SweepError
-from orchestrator.plan import Job, Shard
+from orchestrator.plan import Job
 from orchestrator.reduce import reduce_sweep
-from orchestrator.store import ScoreStore
 from proxies import PROXIES, register
 
 
@@ -115,10 +116,13 @@ def test_a_typo_in_an_ensemble_stops_the_sweep_before_work() -> None:
 # --- through the reducer ------------------------------------------------------------------
 IDS = ["1", "2", "3", "4", "6"]
 CONFIG = {
-    "sweep": {"name": "ens"},
-    "space": {"nb201": {"truth_file": "nb201_accuracy.parquet", "truth": {"cifar10": "cifar10_valid_test"}}},
+    "sweep": {"name": "ens", "space": "nb201", "datasets": ["cifar10"], "proxies": ["synflow"], "seeds": [0],
+              "shard_size": 5},
+    "space": {"nb201": {"truth": {"cifar10": "cifar10_valid_test"}}},
     "metrics": {"top_k_percent": [20, 100], "kendall_top_percent": 100},
-    "data": {"root": str(DATA_ROOT)},
+    "data": {"root": str(DATA_ROOT), "images": {"cifar10": "cifar10_smoke.npz"}},
+    "cells": {"select": "all"},
+    "out_dir": "unused",
     "ensembles": {"vote": ["synflow", "jacob_cov", "snip"],
                   "mean_rank": [["synflow", "lower_is_better_test"], ["synflow", "naswot"]]},
 }
@@ -144,17 +148,14 @@ def truth_ranks() -> dict[str, float]:
 
 
 def row(seed: int, arch_id: str, proxy: str, score: float | None, status: str = "ok") -> dict:
-    return {"space": "nb201", "dataset": "cifar10", "seed": seed, "arch_id": arch_id, "arch": "x",
-            "proxy": proxy, "score": score, "status": status, "error": None if status == "ok" else "boom",
-            "seconds": 1.0, "shared_seconds": 0.5, "worker": "w", "device": "cpu", "host": "h"}
+    return hand_row(Job("nb201", "cifar10", seed), arch_id, proxy, score, status)
 
 
 def test_ensembles_in_metrics_and_report(tmp_path, lower_is_better_proxy) -> None:
     rank = truth_ranks()
-    store = ScoreStore(tmp_path)
+    rows = []
     for seed in (0, 1):
         good, bad = (1.0, -1.0) if seed == 0 else (-1.0, 1.0)
-        rows = []
         for i in IDS:
             # seed 0: synflow and jacob_cov perfect, snip reversed -> the majority is perfect
             # seed 1: the other way round -> the majority is reversed
@@ -163,8 +164,9 @@ def test_ensembles_in_metrics_and_report(tmp_path, lower_is_better_proxy) -> Non
                      # lower is better: -rank is a perfect score once oriented
                      row(seed, i, lower_is_better_proxy, -rank[i])]
         rows.append(row(seed, "7", "synflow", None, "error"))  # failures are left out
-        store.write_shard(Shard(Job("nb201", "cifar10", seed), 0, IDS + ["7"], ["x"] * 6), rows, {})
-    result = reduce_sweep(tmp_path, DATA_ROOT, CONFIG)
+    directions = {"synflow": True, "jacob_cov": True, "snip": True, lower_is_better_proxy: False}
+    write_folder(tmp_path, manifest("nb201", directions), rows, CONFIG)
+    result = reduce_sweep(tmp_path)
     m = result.metrics
 
     def value(proxy: str, metric: str, aggregate: str, seed=None) -> float:
@@ -202,11 +204,9 @@ def test_ensembles_in_metrics_and_report(tmp_path, lower_is_better_proxy) -> Non
 
 def test_no_ensembles_configured_changes_nothing(tmp_path) -> None:
     rank = truth_ranks()
-    store = ScoreStore(tmp_path)
-    store.write_shard(Shard(Job("nb201", "cifar10", 0), 0, IDS, ["x"] * 5),
-                      [row(0, i, "synflow", rank[i]) for i in IDS], {})
     config = {k: v for k, v in CONFIG.items() if k != "ensembles"}
-    result = reduce_sweep(tmp_path, DATA_ROOT, config)
+    write_folder(tmp_path, manifest("nb201", {"synflow": True}), [row(0, i, "synflow", rank[i]) for i in IDS], config)
+    result = reduce_sweep(tmp_path)
     assert set(result.metrics["proxy"].to_pylist()) == {"synflow"}
     assert "pairwise_accuracy" not in set(result.metrics["metric"].to_pylist())
     assert "## Ensembles" not in result.report_path.read_text()

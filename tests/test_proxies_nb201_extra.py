@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from conftest import DATA_ROOT
 
+from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, score_cell
+from orchestrator.settings import ProxyRun
 from spaces import make_space
 from spaces.batches import BatchSpec, draw_batch
 from spaces.images import read_images
@@ -27,10 +29,11 @@ def test_new_proxies_on_a_real_cell() -> None:
     space = make_space("nb201", {"truth_file": "nb201_accuracy.parquet", "truth": {}}, DATA_ROOT)
     x, y = read_images(DATA_ROOT / "cifar10_sample.npz", "cifar10")
     specs = {BatchSpec(1, True), BatchSpec(16, False), BatchSpec(64, False)}
-    job = JobInputs("nb201", "cifar10", 0, 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
+    job = JobInputs(Job("nb201", "cifar10", 0), 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
     worker = Worker("test", torch.device("cpu"), "localhost")
-    first = score_cell(space, job, "1", ARCH, list(SMALL.items()), worker)
-    again = score_cell(space, job, "1", ARCH, list(reversed(SMALL.items())), worker)
+    runs = [ProxyRun(n, p) for n, p in SMALL.items()]
+    first = score_cell(space, job, "1", ARCH, runs, worker)
+    again = score_cell(space, job, "1", ARCH, runs[::-1], worker)
     assert {r["proxy"]: r["status"] for r in first} == {p: "ok" for p in SMALL}, [r["error"] for r in first]
     assert {r["proxy"]: r["score"] for r in first} == {r["proxy"]: r["score"] for r in again}
     scores = {r["proxy"]: r["score"] for r in first}

@@ -8,15 +8,20 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import DATA_ROOT
 
-from orchestrator.plan import Job, Shard
+from handmade import manifest, write_folder
+from handmade import row as hand_row
+
+from orchestrator.plan import Job
 from orchestrator.reduce import reduce_sweep
-from orchestrator.store import ScoreStore
 
 CONFIG = {
-    "sweep": {"name": "hand"},
-    "space": {"nb201": {"truth_file": "nb201_accuracy.parquet", "truth": {"cifar10": "cifar10_valid_test"}}},
+    "sweep": {"name": "hand", "space": "nb201", "datasets": ["cifar10"], "proxies": ["params"], "seeds": [0],
+              "shard_size": 5},
+    "space": {"nb201": {"truth": {"cifar10": "cifar10_valid_test"}}},
     "metrics": {"top_k_percent": [20, 100], "kendall_top_percent": 100},
-    "data": {"root": str(DATA_ROOT)},
+    "data": {"root": str(DATA_ROOT), "images": {"cifar10": "cifar10_smoke.npz"}},
+    "cells": {"select": "all"},
+    "out_dir": "unused",
 }
 
 
@@ -27,9 +32,7 @@ def truth_of(ids: list[str]) -> list[float]:
 
 
 def row(seed: int, arch_id: str, proxy: str, score: float | None, status: str = "ok") -> dict:
-    return {"space": "nb201", "dataset": "cifar10", "seed": seed, "arch_id": arch_id, "arch": "x",
-            "proxy": proxy, "score": score, "status": status, "error": None if status == "ok" else "boom",
-            "seconds": 1.0, "shared_seconds": 0.5, "worker": "w", "device": "cpu", "host": "h"}
+    return hand_row(Job("nb201", "cifar10", seed), arch_id, proxy, score, status)
 
 
 def test_reduce_by_hand(tmp_path) -> None:
@@ -37,9 +40,8 @@ def test_reduce_by_hand(tmp_path) -> None:
     truth = truth_of(ids)
     order = sorted(range(5), key=lambda i: truth[i])  # positions from worst to best
     rank_score = {ids[i]: float(r) for r, i in enumerate(order)}  # 0 worst .. 4 best
-    store = ScoreStore(tmp_path)
+    rows = []
     for seed in (0, 1):
-        rows = []
         for i in ids:
             perfect = rank_score[i]
             if seed == 1 and perfect in (0.0, 1.0):  # swap the two worst: one discordant pair
@@ -47,8 +49,9 @@ def test_reduce_by_hand(tmp_path) -> None:
             rows.append(row(seed, i, "perfect", perfect))
             rows.append(row(seed, i, "reversed", -rank_score[i]))
         rows.append(row(seed, "7", "perfect", None, "error"))  # failures are left out
-        store.write_shard(Shard(Job("nb201", "cifar10", seed), 0, ids, ["x"] * 5), rows, {})
-    result = reduce_sweep(tmp_path, DATA_ROOT, CONFIG)
+    # "reversed" is lower-is-better by the manifest: the reducer flips it, as the registry would
+    write_folder(tmp_path, manifest("nb201", {"perfect": True, "reversed": False}), rows, CONFIG)
+    result = reduce_sweep(tmp_path)
     m = result.metrics
 
     def value(proxy: str, metric: str, aggregate: str, seed=None) -> float:
@@ -63,8 +66,8 @@ def test_reduce_by_hand(tmp_path) -> None:
     assert value("perfect", "kendall_tau", "seed", 1) == pytest.approx(0.8)  # (9 - 1) / 10
     assert value("perfect", "kendall_tau", "mean") == pytest.approx(0.9)
     assert value("perfect", "kendall_tau", "std") == pytest.approx(math.sqrt(0.02))  # sample std
-    assert value("reversed", "spearman", "mean") == pytest.approx(-1.0)
-    assert value("reversed", "precision_top_20", "mean") == 0.0  # picks the worst cell
+    assert value("reversed", "spearman", "mean") == pytest.approx(1.0)  # flipped: a perfect ranking
+    assert value("reversed", "precision_top_20", "mean") == 1.0
     assert value("perfect", "best_rank_top_20", "seed", 0) == 1.0
     assert value("perfect", "precision_top_100", "mean") == 1.0
     assert set(m.filter(pc.equal(m["proxy"], "perfect"))["n_cells"].to_pylist()) == {5}
