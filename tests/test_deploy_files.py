@@ -1,8 +1,8 @@
 """The container image and the KubeRay manifest, checked without Docker or Kubernetes.
 
 Docker has no engine here, so the Dockerfile is linted with hadolint (as CI does) and held
-to the project's pins; the RayJob must be valid YAML carrying what KubeRay requires, and its
-entrypoint must be a sweep this project accepts.
+to the project's pins; the RayJob must be valid YAML carrying what KubeRay requires, with Ray
+token authentication on, and its entrypoint must be a sweep this project accepts.
 """
 from __future__ import annotations
 
@@ -95,11 +95,27 @@ def test_rayjob_has_what_kuberay_requires() -> None:
         gpus = resources["limits"]["nvidia.com/gpu"]
         assert int(gpus) > 0
         assert resources["requests"].get("nvidia.com/gpu", gpus) == gpus  # Kubernetes: equal or absent
-    # Ray 2.60's token auth would make the submitter's `ray job submit` fail with 401
+
+
+def test_rayjob_turns_token_auth_on_everywhere() -> None:
+    """KubeRay (>= 1.5.1) makes the token Secret and gives RAY_AUTH_MODE=token and
+    RAY_AUTH_TOKEN to the head, the workers and the submitter, but keeps a RAY_AUTH_MODE a
+    container already sets: so no container may set either, and nothing says disabled."""
+    assert "disabled" not in RAYJOB.read_text()
+    job = rayjob()
+    spec = job["spec"]
+    cluster = spec["rayClusterSpec"]
+    assert cluster["authOptions"] == {"mode": "token"}
+    assert tuple(map(int, cluster["rayVersion"].split(".")[:2])) >= (2, 52)  # KubeRay refuses token mode below
+    assert spec.get("submissionMode", "K8sJobMode") == "K8sJobMode"  # the mode whose submitter gets the token
     for template in (cluster["headGroupSpec"]["template"], spec["submitterPodTemplate"],
                      *(w["template"] for w in cluster["workerGroupSpecs"])):
-        env = {e["name"]: e["value"] for e in containers(template)[0].get("env", [])}
-        assert env.get("RAY_AUTH_MODE") == "disabled"
+        for container in containers(template):
+            names = {e["name"] for e in container.get("env", [])}
+            assert not names & {"RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"}, container["name"]
+    # the operator and the submitter reach the dashboard through the head service, so it
+    # listens on the pod's address: the token is what guards it
+    assert cluster["headGroupSpec"]["rayStartParams"].get("dashboard-host") == "0.0.0.0"
 
 
 def test_rayjob_entrypoint_is_a_valid_sweep_writing_to_the_results_volume() -> None:

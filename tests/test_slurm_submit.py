@@ -51,9 +51,10 @@ def test_dry_run_builds_the_sbatch_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     words = shlex.split(done.stdout)
-    env = dict(w.split("=", 1) for w in words[:2])
-    assert env == {"PROXYSWEEP_HOME": str(REPO), "PROXYSWEEP_PYTHON": sys.executable}
-    cmd = words[2:]
+    env = dict(w.split("=", 1) for w in words[:3])
+    assert env == {"PROXYSWEEP_HOME": str(REPO), "PROXYSWEEP_PYTHON": sys.executable,
+                   "PROXYSWEEP_SECRETS_DIR": str(Path.home() / ".proxysweep" / "slurm")}
+    cmd = words[3:]
     assert cmd[:2] == ["sbatch", "--parsable"]
     out = tmp_path / "runs" / "a"  # made absolute: the job may run elsewhere
     for flag in ("--job-name=proxysweep-nb201_smoke", "--nodes=4", "--ntasks-per-node=1", "--gpus-per-node=8",
@@ -63,6 +64,24 @@ def test_dry_run_builds_the_sbatch_command(tmp_path: Path) -> None:
         assert flag in cmd, flag
     script = cmd.index(str(SCRIPT))
     assert cmd[script + 1:] == [*SWEEP, f"out_dir={out}"]
+
+
+def test_the_token_folder_is_fixed_at_submission_and_turning_auth_off_warns(
+        launch, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The job's token folder is the one printed here (made absolute on the login node), and
+    RAY_AUTH_MODE=disabled, which sbatch would pass on to the job, is warned about."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PROXYSWEEP_SECRETS_DIR", "secrets")
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    done = launch("--dry-run", *SWEEP)
+    assert done.returncode == 0, done.stderr
+    assert f"PROXYSWEEP_SECRETS_DIR={tmp_path / 'secrets'} " in done.stdout
+    assert "warning" not in done.stderr
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    done = launch("--dry-run", *SWEEP)
+    assert done.returncode == 0, done.stderr
+    assert "launch.slurm: warning: RAY_AUTH_MODE=disabled: the job's Ray cluster will run without token" \
+        " authentication" in done.stderr
 
 
 def test_no_requeue_and_no_warning_signal(launch) -> None:

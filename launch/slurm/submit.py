@@ -5,6 +5,9 @@ at once, not after the job has waited in the queue. The sweep's ``out_dir`` is m
 absolute and the job's log goes into it, so the results, the log of every run (a requeued
 job appends to it) and the shard files a resubmission resumes from stay together on the
 shared file system.
+
+The job turns Ray's token authentication on with a token of its own, kept in
+``secrets_dir() / <jobid> / token`` while it runs (see proxysweep.sbatch).
 """
 from __future__ import annotations
 
@@ -112,9 +115,23 @@ def sbatch_command(args: argparse.Namespace, sweep: Sweep, script: Path = SCRIPT
     return cmd
 
 
+def secrets_dir() -> Path:
+    """Where jobs keep their Ray tokens: ``$PROXYSWEEP_SECRETS_DIR``, else
+    ~/.proxysweep/slurm. Fixed here, on the login node, so the path printed at submission is
+    the one the job uses."""
+    configured = os.environ.get("PROXYSWEEP_SECRETS_DIR")
+    return Path(configured).expanduser().absolute() if configured else Path.home() / ".proxysweep" / "slurm"
+
+
+def auth_disabled() -> bool:
+    """Whether the submitting shell turned Ray's token authentication off (sbatch passes it on)."""
+    return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled"
+
+
 def job_environment(args: argparse.Namespace) -> dict[str, str]:
     """What the batch script reads besides its arguments (sbatch passes the environment on)."""
-    return {"PROXYSWEEP_HOME": str(HOME), "PROXYSWEEP_PYTHON": str(args.python)}
+    return {"PROXYSWEEP_HOME": str(HOME), "PROXYSWEEP_PYTHON": str(args.python),
+            "PROXYSWEEP_SECRETS_DIR": str(secrets_dir())}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cmd = sbatch_command(args, sweep)
     extra_env = job_environment(args)
+    if auth_disabled():
+        print("launch.slurm: warning: RAY_AUTH_MODE=disabled: the job's Ray cluster will run without "
+              "token authentication (anyone who reaches its ports can run code as you); unset "
+              "RAY_AUTH_MODE to turn it back on", file=sys.stderr)
     if args.dry_run:
         print(" ".join([*(f"{k}={shlex.quote(v)}" for k, v in extra_env.items()), *map(shlex.quote, cmd)]))
         return 0
@@ -142,9 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return done.returncode
     job_id = done.stdout.strip().split(";")[0]
     print(job_id)
+    token = "" if auth_disabled() else (
+        f"  token:   cat {secrets_dir() / job_id / 'token'} while the job runs "
+        "(the dashboard and Ray's CLI ask for it)\n")
     print(f"Submitted sweep {sweep.name} as Slurm job {job_id}\n"
           f"  results: {sweep.out_dir}\n  log:     {sweep.out_dir / f'slurm-{job_id}.out'} "
           "(it names the head node and the SSH command for the Ray dashboard)\n"
-          f"  resume:  submit the same command again; cancel: scancel {job_id}",
+          f"{token}  resume:  submit the same command again; cancel: scancel {job_id}",
           file=sys.stderr)
     return 0

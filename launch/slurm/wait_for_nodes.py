@@ -4,6 +4,7 @@ The Slurm batch script runs this between starting the Ray nodes and starting the
 so the driver plans its actors on the whole allocation instead of on whichever nodes
 happened to join first, and a node that never joins fails the job after ``--timeout``
 instead of leaving it idle. It is run by path (not as a module) so it needs only Ray.
+Token authentication is as the job's environment says (RAY_AUTH_MODE, RAY_AUTH_TOKEN_PATH).
 """
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ def wait_for_nodes(address: str, expected: int, timeout: float, poll: float = 1.
     """The live nodes once there are ``expected`` of them; TimeoutError otherwise."""
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address=address, log_to_driver=False, logging_level="WARNING")
     try:
