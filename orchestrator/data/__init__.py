@@ -1,7 +1,10 @@
-"""``python -m orchestrator.data {fetch}``: get the data a sweep reads.
+"""``python -m orchestrator.data {fetch,convert}``: get the data a sweep reads.
 
 - ``fetch`` downloads and unpacks the official CIFAR python archives (``fetch.py``, with the
-  resumable HTTP transfer in ``download.py``).
+  resumable HTTP transfer in ``download.py``);
+- ``convert`` builds the NAS-Bench-201 truth table from the official benchmark files
+  (``nb201_convert.py``, reading them with ``nb201_files.py``) and the NAS-Bench-101 one
+  through ``spaces.nb101_tfrecord``.
 
 A mistake a user can make and fix (bad arguments, a missing or malformed file, a wrong
 checksum, a network failure) is a ``DataError``: the command prints it as one line on stderr

@@ -1,4 +1,4 @@
-"""``python -m orchestrator.data {fetch}``: the command line of the data tools.
+"""``python -m orchestrator.data {fetch,convert}``: the command line of the data tools.
 
 argparse, with its error method replaced so that a bad argument, like every other user
 error of this command, is one line on stderr (``proxysweep: error: ...``) and exit status 2.
@@ -33,8 +33,8 @@ def default_root() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description="Get the data proxysweep sweeps read.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{fetch}")
+    parser = OneLineParser(prog=PROG, description="Get and build the data proxysweep sweeps read.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{fetch,convert}")
 
     fetch = sub.add_parser(
         "fetch", help="download and unpack the official CIFAR-10 or CIFAR-100 python archive",
@@ -50,6 +50,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--sha256", default=None, help="expected SHA-256 of the archive (default: the official one)")
     fetch.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz after unpacking it")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
+
+    convert = sub.add_parser(
+        "convert", help="build a truth table (Parquet) from official benchmark files",
+        description="nb201: the NAS-Bench-201 table (nb201_accuracy.parquet's columns) from "
+        "NAS-Bench-201-v1_0-e61699.pth, NAS-Bench-201-v1_1-096897.pth or the NATS-tss-v1_0-3ffb9-simple "
+        "folder. nb101: the NAS-Bench-101 table from nasbench_only108.tfrecord or nasbench_full.tfrecord "
+        "(spaces.nb101_tfrecord).",
+        epilog="example: python -m orchestrator.data convert nb201 NATS-tss-v1_0-3ffb9-simple "
+        "/data/nb201_accuracy.parquet")
+    convert.add_argument("benchmark", choices=["nb201", "nb101"])
+    convert.add_argument("input", type=Path, help="the official file or folder")
+    convert.add_argument("output", type=Path, help="the Parquet file to write (put it under the data root)")
+    convert.add_argument("--no-verify", action="store_true", help="nb101: skip recomputing every cell's hash")
 
     return parser
 
@@ -68,10 +81,44 @@ def run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_convert(args: argparse.Namespace) -> int:
+    if args.output.is_dir():
+        raise DataError(f"{args.output} is a folder; give the Parquet file to write")
+    if args.benchmark == "nb101":
+        return convert_nb101(args.input, args.output, verify=not args.no_verify)
+    from orchestrator.data.nb201_convert import convert, missing_counts
+    from orchestrator.progress import Progress
+
+    table = convert(args.input, args.output, progress=lambda n: Progress(n, stream=sys.stdout, every=5.0))
+    print(f"{table.num_rows} cells -> {args.output}")
+    for column, n in missing_counts(table).items():
+        print(f"note: {column} is NaN for {n} of {table.num_rows} cells (the input has no such results)")
+    return 0
+
+
+def convert_nb101(src: Path, out: Path, verify: bool) -> int:
+    """The existing converter (spaces.nb101_tfrecord), writing through the atomic helper."""
+    from orchestrator.files import atomic_path
+    from spaces.nb101_tfrecord import convert
+    from spaces.tfrecord import TFRecordError
+
+    if not src.is_file():
+        raise DataError(f"no such file {src} (get the tfrecords from the links in the google-research/nasbench README)")
+    try:
+        with atomic_path(out) as tmp:
+            done = convert(src, tmp, verify_hashes=verify)
+    except (TFRecordError, OSError) as exc:
+        raise DataError(str(exc).splitlines()[0]) from None
+    print(f"{done.records} records, {done.cells} cells, epoch budgets {list(done.epochs)} -> {out} ({done.seconds:.1f} s)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_fetch(args)
+        if args.command == "fetch":
+            return run_fetch(args)
+        return run_convert(args)
     except DataError as exc:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2
