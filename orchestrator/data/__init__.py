@@ -1,10 +1,12 @@
-"""``python -m orchestrator.data {fetch,convert}``: get the data a sweep reads.
+"""``python -m orchestrator.data {fetch,convert,check}``: get the data a sweep reads.
 
 - ``fetch`` downloads and unpacks the official CIFAR python archives (``fetch.py``, with the
   resumable HTTP transfer in ``download.py``);
 - ``convert`` builds the NAS-Bench-201 truth table from the official benchmark files
   (``nb201_convert.py``, reading them with ``nb201_files.py``) and the NAS-Bench-101 one
-  through ``spaces.nb101_tfrecord``.
+  through ``spaces.nb101_tfrecord``;
+- ``check`` tells which data files are present, which come from the embedded defaults and
+  what each sweep still lacks (``check.py``).
 
 A mistake a user can make and fix (bad arguments, a missing or malformed file, a wrong
 checksum, a network failure) is a ``DataError``: the command prints it as one line on stderr

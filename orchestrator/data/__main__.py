@@ -1,4 +1,4 @@
-"""``python -m orchestrator.data {fetch,convert}``: the command line of the data tools.
+"""``python -m orchestrator.data {fetch,convert,check}``: the command line of the data tools.
 
 argparse, with its error method replaced so that a bad argument, like every other user
 error of this command, is one line on stderr (``proxysweep: error: ...``) and exit status 2.
@@ -33,8 +33,8 @@ def default_root() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog=PROG, description="Get and build the data proxysweep sweeps read.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{fetch,convert}")
+    parser = OneLineParser(prog=PROG, description="Get, build and check the data proxysweep sweeps read.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{fetch,convert,check}")
 
     fetch = sub.add_parser(
         "fetch", help="download and unpack the official CIFAR-10 or CIFAR-100 python archive",
@@ -64,6 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("output", type=Path, help="the Parquet file to write (put it under the data root)")
     convert.add_argument("--no-verify", action="store_true", help="nb101: skip recomputing every cell's hash")
 
+    check = sub.add_parser(
+        "check", help="say which data files are present and which sweeps can run",
+        description="List every data file the configs name (found under the data root, taken from the "
+        "embedded defaults, or missing with how to get it) and whether each sweep has what it reads. "
+        "Judges the sweep named by +sweep=NAME, else every sweep in conf/sweep/. Exit status 0 when "
+        "the judged sweeps can run, 1 otherwise.",
+        epilog="example: python -m orchestrator.data check +sweep=nb201_all data.root=/data")
+    check.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                       help="Hydra overrides, as for python -m orchestrator (e.g. +sweep=nb201_all data.root=DIR)")
+    check.add_argument("--all-sweeps", action="store_true", help="judge every sweep, even with +sweep=NAME")
     return parser
 
 
@@ -118,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "fetch":
             return run_fetch(args)
-        return run_convert(args)
+        if args.command == "convert":
+            return run_convert(args)
+        from orchestrator.data.check import run_check
+
+        return run_check(args.overrides, all_sweeps=args.all_sweeps)
     except DataError as exc:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2
