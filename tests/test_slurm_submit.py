@@ -93,7 +93,8 @@ def test_no_requeue_and_no_warning_signal(launch) -> None:
 @pytest.mark.parametrize("overrides, message", [
     (["+sweep=nb999"], "bad override: In 'config': Could not find 'sweep/nb999'"),
     (["+sweep=nb201_smoke", "sweep.proxies=[snap]"], "unknown proxy 'snap'"),
-    (["+sweep=nb201_smoke", "data.root=/nonexistent"], "missing data file /nonexistent/nb201_accuracy.parquet"),
+    (["+sweep=nb201_smoke", "data.root=/nonexistent", "data.images.cifar10=cifar10_sample.npz"],
+     "missing data file /nonexistent/cifar10_sample.npz"),
 ])
 def test_a_bad_sweep_is_refused_before_submitting(launch, overrides: list[str], message: str) -> None:
     done = launch("--dry-run", *overrides)
