@@ -46,6 +46,7 @@ COPY orchestrator ./orchestrator
 COPY proxies ./proxies
 COPY spaces ./spaces
 COPY launch ./launch
+COPY proxysweep ./proxysweep
 RUN pip install --no-cache-dir --no-deps --editable . \
     && useradd --create-home --uid 1000 proxysweep \
     && mkdir -p /data /results \

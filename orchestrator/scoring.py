@@ -79,6 +79,51 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}{where}"[:2000]
 
 
+@dataclass
+class Outcome:
+    """One proxy's result on one network: its score (None when it raised), status, the
+    error text, what it cost alone and the shared part of that (see the scores schema)."""
+
+    name: str
+    score: float | None
+    status: str
+    error: str | None
+    seconds: float
+    shared_seconds: float
+    exception: BaseException | None = None
+
+
+def run_proxies(ctx: ScoringContext, proxies: Sequence[ProxyRun], seed: int, build_seconds: float = 0.0) -> list[Outcome]:
+    """Every proxy on the context's network, each after seeding from (``seed``, its name),
+    each seeing the initial weights; a proxy that raises gives an error outcome and the
+    others go on."""
+    out = []
+    for run in proxies:
+        seed_everything(derive_seed(seed, run.name))
+        ctx.used.clear()
+        computed_before = dict(ctx.pass_seconds)
+        start = time.perf_counter()
+        score: float | None = None
+        error: str | None = None
+        caught: BaseException | None = None
+        try:
+            score = float(get_proxy(run.name).fn(ctx, run.params))
+            status = "ok" if math.isfinite(score) else "nonfinite"
+            if status != "ok":  # the value is kept: -inf (a singular NASWOT kernel) still ranks
+                error = f"the proxy returned {score}"
+        except Exception as exc:
+            status, error, caught = "error", describe_error(exc), exc
+            if ctx.device.type == "cuda":
+                torch.cuda.empty_cache()
+        finally:
+            ctx.restore()
+        elapsed = time.perf_counter() - start
+        ran_here = sum(s for k, s in ctx.pass_seconds.items() if k not in computed_before)
+        shared = build_seconds + sum(ctx.pass_seconds[k] for k in ctx.used)
+        out.append(Outcome(run.name, score, status, error, (elapsed - ran_here) + shared, shared, caught))
+    return out
+
+
 def score_cell(
     space: SearchSpace,
     job: JobInputs,
@@ -106,31 +151,8 @@ def score_cell(
         ]
     build_seconds = time.perf_counter() - start
     ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, job.job.space)
-    rows = []
-    for run in proxies:
-        name, params = run.name, run.params
-        seed_everything(derive_seed(seed, name))
-        ctx.used.clear()
-        computed_before = dict(ctx.pass_seconds)
-        start = time.perf_counter()
-        score: float | None = None
-        error: str | None = None
-        try:
-            score = float(get_proxy(name).fn(ctx, params))
-            status = "ok" if math.isfinite(score) else "nonfinite"
-            if status != "ok":  # the value is kept: -inf (a singular NASWOT kernel) still ranks
-                error = f"the proxy returned {score}"
-        except Exception as exc:
-            status, error = "error", describe_error(exc)
-            if worker.device.type == "cuda":
-                torch.cuda.empty_cache()
-        finally:
-            ctx.restore()
-        elapsed = time.perf_counter() - start
-        ran_here = sum(s for k, s in ctx.pass_seconds.items() if k not in computed_before)
-        shared = build_seconds + sum(ctx.pass_seconds[k] for k in ctx.used)
-        rows.append(
-            {**base, "proxy": name, "score": score, "status": status, "error": error,
-             "seconds": (elapsed - ran_here) + shared, "shared_seconds": shared}
-        )
-    return rows
+    return [
+        {**base, "proxy": o.name, "score": o.score, "status": o.status, "error": o.error,
+         "seconds": o.seconds, "shared_seconds": o.shared_seconds}
+        for o in run_proxies(ctx, proxies, seed, build_seconds)
+    ]

@@ -268,7 +268,8 @@ def run_sweep(cfg: DictConfig) -> SweepResult:
         print(
             f"Sweep {settings.name}: {len(plan.ids)} cells x {len(plan.jobs)} job(s) "
             f"({', '.join(settings.datasets)}; seeds {list(settings.seeds)}) x {len(settings.proxies)} proxies; "
-            f"{prepared.pending_cells} of {plan.total_cells} cells to score -> {settings.out_dir}",
+            f"{sum(s.rows for s in prepared.pending)} of {plan.total_cells * len(settings.proxies)} scores to compute "
+            f"-> {settings.out_dir}",
             flush=True,
         )
         written = score(prepared)

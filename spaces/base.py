@@ -33,12 +33,16 @@ class SearchSpace(Protocol):
     """A benchmark search space: its cells, how to build them, and their trained accuracies.
 
     Implementations take their settings (``conf/space/<name>.yaml``) and the data root in
-    the constructor; the root may be None on workers, which only ``parse`` and ``build``.
+    the constructor; with a root of None only the embedded defaults are found (workers
+    only ``parse`` and ``build``).
     """
 
     name: str
     #: dataset name -> number of classes of the benchmark's network for it
     num_classes: Mapping[str, int]
+    #: the Arrow type of the benchmark's own cell id (results store ids as strings;
+    #: proxysweep.load_scores casts them to this for joins with the benchmark's tools)
+    arch_id_type: pa.DataType
 
     def required_files(self) -> list[tuple[str, str]]:
         """(path relative to the data root, how to obtain it) that planning and truth read."""

@@ -79,6 +79,8 @@ class NB201Space:
 
     name = "nb201"
     num_classes: Mapping[str, int] = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}
+    #: the benchmark's own id: the integer index of nas_201_api / NATS-Bench
+    arch_id_type = pa.int64()
 
     def __init__(self, settings: Mapping, data_root: Path | None = None) -> None:
         self.settings = settings
@@ -87,8 +89,8 @@ class NB201Space:
         self.cells_per_stage = int(settings.get("cells_per_stage", 5))
 
     def _table_path(self) -> Path:
-        if self.data_root is None:
-            raise RuntimeError("this NB201Space was made without a data root")
+        """The table under the data root, else the embedded one (also for a space made
+        without a root, as on workers and in notebooks)."""
         return find_data(self.data_root, self.settings["truth_file"])
 
     def required_files(self) -> list[tuple[str, str]]:
