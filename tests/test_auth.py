@@ -215,6 +215,25 @@ def test_a_sweep_with_the_token_runs_to_the_end_on_both_nodes(cluster: Cluster, 
     assert AUTH_OFF_WARNING not in printed
 
 
+@pytest.mark.slow
+def test_ray_job_submit_runs_a_sweep_that_joins_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    """``ray job submit`` (with the token) starts the driver on the head with RAY_ADDRESS
+    set: it joins this cluster (actors on its two nodes) instead of starting its own Ray."""
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [str(RAY), "job", "submit", "--address", cluster.dashboard, "--", sys.executable, "-m", "orchestrator",
+         "+sweep=nb201_smoke", "cells=ids", "cells.ids=[7,42,99,1000]", "sweep.seeds=[0]", "sweep.proxies=[params]",
+         "sweep.shard_size=1", f"out_dir={out}"],
+        cwd=REPO, env=cluster.env(), capture_output=True, text=True, timeout=600,
+    )
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-4000:]
+    assert "succeeded" in printed
+    rows = pads.dataset(str(out / "scores"), format="parquet").to_table().to_pylist()
+    assert sorted(r["arch_id"] for r in rows) == ["1000", "42", "7", "99"]
+    assert {r["worker"].split("-")[-2] for r in rows} <= {HEAD_IP, NODE_IP}
+
+
 def test_turning_auth_off_is_an_explicit_choice_with_a_warning(
         ray_session: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """The driver's connect() warns when RAY_AUTH_MODE=disabled, and only then (here it
