@@ -27,9 +27,8 @@ from harness import config  # noqa: E402
 from published import ABDELFATTAH_NB101  # noqa: E402
 
 from orchestrator.reduce import higher_is_better, summary_rows  # noqa: E402
-from orchestrator.store import ScoreStore  # noqa: E402
 from orchestrator.sweep import run_sweep  # noqa: E402
-from spaces import make_space  # noqa: E402
+from proxysweep import load_scores  # noqa: E402
 
 
 def main(overrides: list[str]) -> None:
@@ -52,11 +51,8 @@ def main(overrides: list[str]) -> None:
 
 def spread_and_speed(out_dir: Path, cfg, resamples: int = 1000) -> None:
     """Bootstrap SD of each proxy's Spearman rho, and the median seconds per cell."""
-    scores = ScoreStore(out_dir).read_scores()
-    space_settings = cfg.space.nb101
-    truth_table = make_space("nb101", space_settings, Path(cfg.data.root).resolve()).ground_truth(
-        "cifar10", space_settings.truth.cifar10)
-    truth = dict(zip(truth_table["arch_id"].to_pylist(), truth_table["accuracy"].to_pylist()))
+    scores = load_scores(out_dir)
+    truth = dict(zip(scores["arch_id"].to_pylist(), scores["accuracy"].to_pylist()))
     rng = np.random.default_rng(0)
     print(f"\n{'proxy':<16} {'bootstrap SD of rho':>20} {'median s/cell':>14} {'cells/s':>8}")
     for proxy in sorted(set(scores["proxy"].to_pylist())):
@@ -64,7 +60,7 @@ def spread_and_speed(out_dir: Path, cfg, resamples: int = 1000) -> None:
         seconds = np.median(rows["seconds"].to_numpy())
         ok = [(s, truth[i]) for i, s, st in zip(rows["arch_id"].to_pylist(), rows["score"].to_pylist(),
                                                 rows["status"].to_pylist())
-              if st in ("ok", "nonfinite") and s is not None and not np.isnan(s) and i in truth]
+              if st in ("ok", "nonfinite") and s is not None and not np.isnan(s) and truth[i] is not None]
         s, a = np.array(ok, dtype=np.float64).T
         s = s if higher_is_better(proxy) else -s
         boot = [spearmanr(s[k], a[k]).statistic for k in (rng.integers(0, len(s), len(s)) for _ in range(resamples))]

@@ -27,6 +27,7 @@ from torch import nn
 
 from orchestrator.scoring import cell_seed, seed_everything
 from proxies import ScoringContext, get_proxy
+from proxysweep import load_scores
 from spaces import make_space
 from spaces.batches import BatchSpec, derive_seed, draw_batch
 from spaces.images import read_images
@@ -69,18 +70,18 @@ def main() -> None:
     torch.set_num_threads(1)
     root = Path(args.data_root)
     classes, column, images = DATASETS[args.dataset]
-    shards = sorted((Path(args.scores) / "scores" / "space=nb201" / f"dataset={args.dataset}" / "seed=0").glob("shard-*.parquet"))
-    rows = [r for f in shards for r in pq.read_table(f).to_pylist() if r["proxy"] == "fisher"]
-    rows = sorted(rows, key=lambda r: int(r["arch_id"]))[: args.cells]
+    rows = [r for r in load_scores(args.scores, truth=False).to_pylist()
+            if r["proxy"] == "fisher" and r["dataset"] == args.dataset and r["seed"] == 0]
+    rows = sorted(rows, key=lambda r: r["arch_id"])[: args.cells]
     space = make_space("nb201", {"truth_file": "nb201_accuracy.parquet", "truth": {}}, root)
     truth = dict(zip(*[pq.read_table(root / "nb201_accuracy.parquet").column(c).to_pylist()
                        for c in ("arch_index", column)]))
     x, y = read_images(root / images, args.dataset)
     spec = BatchSpec(PARAMS["batch_size"], PARAMS["augment"])
     batches = {spec: draw_batch(x, y, args.dataset, 0, spec)}
-    plain = [fisher(space, batches, classes, r["arch_id"], r["arch"], False) for r in rows]
+    plain = [fisher(space, batches, classes, str(r["arch_id"]), r["arch"], False) for r in rows]
     drift = max(abs(a - r["score"]) / abs(r["score"]) for a, r in zip(plain, rows) if r["score"])
-    biased = [fisher(space, batches, classes, r["arch_id"], r["arch"], True) for r in rows]
+    biased = [fisher(space, batches, classes, str(r["arch_id"]), r["arch"], True) for r in rows]
     acc = np.array([truth[int(r["arch_id"])] for r in rows])
     print(f"{len(rows)} cells, {args.dataset}, truth {column}; largest relative difference from the sweep's scores: {drift:.1e}")
     for name, scores in (("fisher, the official network", plain), ("fisher, zero-cost-nas's cell conv biases", biased)):

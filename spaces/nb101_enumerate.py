@@ -30,7 +30,6 @@ import multiprocessing
 import os
 import sys
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.files import atomic_path
 from spaces.nb101_cell import INPUT, MAX_EDGES, MAX_VERTICES, OP_CODES, OPS, OUTPUT, edge_bit
 from spaces.nb101_hash import md5_hex
 
@@ -315,13 +315,11 @@ def to_table(cells: Enumeration) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    """Write atomically (a temporary file of this process, then rename), tagged with the
-    cache format; two processes caching at once both write whole files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    """Write atomically (orchestrator.files: a temporary file of its own, then rename),
+    tagged with the cache format; two processes caching at once both write whole files."""
     meta = {b"proxysweep.format": CACHE_FORMAT.encode(), b"proxysweep.cells": str(table.num_rows).encode()}
-    pq.write_table(table.replace_schema_metadata(meta), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
 
 
 def main(argv: list[str] | None = None) -> int:

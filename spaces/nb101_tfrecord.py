@@ -28,7 +28,6 @@ import argparse
 import base64
 import json
 import math
-import os
 import sys
 import time
 from array import array
@@ -40,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestrator.files import atomic_path
 from spaces import protowire as pw
 from spaces.nb101_cell import op_labels
 from spaces.nb101_enumerate import hash_many
@@ -196,11 +196,8 @@ def convert(src: Path, out: Path, verify_hashes: bool = True) -> Conversion:
         for name, values in runs[epochs].means(len(params)).items():
             columns[f"{name}_{epochs}"] = pa.array(values)
     table = pa.table(columns).sort_by("hash")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
     return Conversion(count, len(params), tuple(sorted(runs)), time.perf_counter() - start)
 
 

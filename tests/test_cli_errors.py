@@ -13,13 +13,13 @@ import pytest
 from conftest import DATA_ROOT, REPO
 
 
-def run_cli(*overrides: str, data_root=DATA_ROOT, out_dir=None) -> subprocess.CompletedProcess:
+def run_cli(*overrides: str, data_root=DATA_ROOT, out_dir=None, **env: str) -> subprocess.CompletedProcess:
     args = [sys.executable, "-m", "orchestrator", "+sweep=nb201_smoke", f"data.root={data_root}",
             "cluster.address=127.0.0.1:1", *overrides]
     if out_dir is not None:
         args.append(f"out_dir={out_dir}")
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", **env})
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -74,10 +74,15 @@ def test_the_smoke_sweep_needs_no_data_root(tmp_path) -> None:
     assert prepared.pending_cells == 120 and len(prepared.pending) == 12
 
 
-def test_a_plugin_that_does_not_import(tmp_path) -> None:
-    proc = run_cli("plugins=[no_such_module_here]", out_dir=tmp_path)
-    assert_one_line_error(proc, "plugin no_such_module_here does not import: ModuleNotFoundError")
-    assert not any(tmp_path.iterdir())
+@pytest.mark.parametrize("plugin, fragment", [
+    ("no_such_module_here", "plugin no_such_module_here does not import: ModuleNotFoundError"),
+    ("example_plugin.registers_nothing", "plugin example_plugin.registers_nothing registers no proxy and no space"),
+    ("example_plugin.clash", "plugin example_plugin.clash: proxy 'synflow' is registered twice (by proxies.gradient and example_plugin.clash)"),
+])
+def test_a_bad_plugin(tmp_path, plugin, fragment) -> None:
+    proc = run_cli(f"plugins=[{plugin}]", out_dir=tmp_path / "out", PYTHONPATH=str(REPO / "tests"))
+    assert_one_line_error(proc, fragment)
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_cell_id(tmp_path) -> None:

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import DATA_ROOT, REPO
 
 from orchestrator.data.__main__ import main
@@ -41,6 +42,7 @@ def run(capsys, *argv: str) -> tuple[int, str]:
     return code, out.out
 
 
+@pytest.mark.shared_data
 def test_with_the_shared_data_root(capsys) -> None:
     code, text = run(capsys, f"data.root={DATA_ROOT}")
     root_line, files, sweeps = report(text)
@@ -109,6 +111,7 @@ def test_a_users_own_files_win_over_the_embedded_ones(tmp_path, capsys) -> None:
     assert sweeps == {"nb101_sample": "lacks nb101_only108.parquet"}
 
 
+@pytest.mark.shared_data  # nb201_fidelity300 is ready only with the shared samples
 def test_config_errors(tmp_path, capsys) -> None:
     # an override that fits some sweeps and not others: those are reported, not fatal
     code, text = run(capsys, f"data.root={DATA_ROOT}", "sweep.datasets=[cifar100]")

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import DATA_ROOT, REPO
+from conftest import REPO, data_file
 
 from orchestrator.data.__main__ import main
 
@@ -191,7 +191,7 @@ def test_convert_pth_gives_the_shared_tables_columns_and_hand_values(tmp_path, c
     assert main(["convert", "nb201", str(src), str(out)]) == 0
     assert "3 cells" in capsys.readouterr().out
     schema = pq.read_schema(out)
-    shared = pq.read_schema(DATA_ROOT / "nb201_accuracy.parquet")
+    shared = pq.read_schema(data_file("nb201_accuracy.parquet"))
     assert schema.names == shared.names
     assert [f.type for f in schema] == [f.type for f in shared]
     assert read_rows(out) == EXPECTED

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, data_file
 from handmade import manifest, write_folder
 from handmade import row as hand_row
 
@@ -140,7 +140,7 @@ def lower_is_better_proxy() -> Iterator[str]:
 
 def truth_ranks() -> dict[str, float]:
     """0 for the least accurate of IDS .. 4 for the most accurate."""
-    table = pq.read_table(DATA_ROOT / "nb201_accuracy.parquet", columns=["arch_index", "cifar10_valid_test"])
+    table = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", "cifar10_valid_test"])
     acc = dict(zip(table["arch_index"].to_pylist(), table["cifar10_valid_test"].to_pylist()))
     order = sorted(IDS, key=lambda i: acc[int(i)])
     assert len({acc[int(i)] for i in IDS}) == len(IDS)  # distinct: every pair counts

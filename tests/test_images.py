@@ -59,6 +59,7 @@ def test_imagenet16_120_keeps_120_classes_zero_based(tmp_path) -> None:
     assert np.array_equal(x[2].reshape(-1), data[4])
 
 
+@pytest.mark.shared_data
 def test_npz_sample_and_missing_file(data_root, tmp_path) -> None:
     x, y = read_images(data_root / "cifar10_sample.npz", "cifar10")
     assert x.shape == (5085, 3, 32, 32) and y.max() == 9  # the training split
@@ -68,6 +69,7 @@ def test_npz_sample_and_missing_file(data_root, tmp_path) -> None:
         read_images(tmp_path / "nothing.npz", "cifar10")
 
 
+@pytest.mark.shared_data
 def test_fixed_batch_is_deterministic_and_normalised(data_root) -> None:
     x, y = read_images(data_root / "cifar10_sample.npz", "cifar10")
     spec = BatchSpec(64, augment=False)
@@ -105,6 +107,7 @@ def test_augmentation_is_a_crop_of_the_zero_padded_image_maybe_mirrored() -> Non
     assert seen_flip and seen_shift
 
 
+@pytest.mark.shared_data
 def test_augmented_batch_differs_from_plain(data_root) -> None:
     x, y = read_images(data_root / "cifar10_sample.npz", "cifar10")
     plain, _ = draw_batch(x, y, "cifar10", 3, BatchSpec(16, augment=False))

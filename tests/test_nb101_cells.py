@@ -7,6 +7,7 @@ from collections import defaultdict
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import data_file
 
 from spaces.nb101 import NB101Space
 from spaces.nb101_cell import (
@@ -20,7 +21,7 @@ C3, C1, MP = CONV3X3, CONV1X1, MAXPOOL3X3
 
 @pytest.fixture(scope="module")
 def sample(data_root) -> list[dict]:
-    return pq.read_table(data_root / "nb101_sample_accuracy.parquet",
+    return pq.read_table(data_file("nb101_sample_accuracy.parquet"),
                          columns=["hash", "adjacency", "operations"]).to_pylist()
 
 

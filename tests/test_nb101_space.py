@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from conftest import data_file
 import torch
 
 from spaces import make_space
@@ -19,7 +20,7 @@ MOVED_HASH = "0001a2f6c8977346ccd12fa0c435bf42"
 
 @pytest.fixture(scope="module")
 def sample(data_root) -> list[dict]:
-    return pq.read_table(data_root / "nb101_sample_accuracy.parquet",
+    return pq.read_table(data_file("nb101_sample_accuracy.parquet"),
                          columns=["hash", "adjacency", "operations", "trainable_parameters"]).to_pylist()
 
 

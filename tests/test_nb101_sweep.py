@@ -4,7 +4,9 @@ from __future__ import annotations
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_config
+from conftest import data_file, make_config
+
+pytestmark = pytest.mark.shared_data  # NB101 sweeps read cifar10_sample.npz
 
 from orchestrator.errors import SweepError
 from orchestrator.settings import load_settings
@@ -36,7 +38,7 @@ def test_nb101_all_plans_every_cell_and_seed(nb101_cache, tmp_path) -> None:
 
 
 def test_nb101_sample_plans_the_cells_with_truth(nb101_cache, data_root, tmp_path) -> None:
-    truth = set(pq.read_table(data_root / "nb101_sample_accuracy.parquet", columns=["hash"])["hash"].to_pylist())
+    truth = set(pq.read_table(data_file("nb101_sample_accuracy.parquet"), columns=["hash"])["hash"].to_pylist())
     base = [f"space.nb101.cache_dir={nb101_cache}"]
     prepared = planned(["+sweep=nb101_sample", *base, f"out_dir={tmp_path / 'a'}"])
     assert set(prepared.plan.ids) == truth and len(prepared.plan.ids) == 30_001
@@ -68,7 +70,7 @@ def test_a_tiny_nb101_sweep_on_ray(ray_session, nb101_cache, data_root, tmp_path
     files = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "scores").rglob("*.parquet"))
     assert files[0] == "scores/space=nb101/dataset=cifar10/seed=0/shard-00000.parquet"
     truth = {r["hash"]: r["trainable_parameters"] for r in
-             pq.read_table(data_root / "nb101_sample_accuracy.parquet", columns=["hash", "trainable_parameters"]).to_pylist()}
+             pq.read_table(data_file("nb101_sample_accuracy.parquet"), columns=["hash", "trainable_parameters"]).to_pylist()}
     for r in rows:
         if r["proxy"] == "params":
             assert r["score"] == truth[r["arch_id"]]

@@ -5,6 +5,7 @@ import itertools
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import data_file
 import torch
 
 from spaces import make_space
@@ -23,7 +24,7 @@ def test_mapping_covers_every_cell_once(space, data_root) -> None:
     table = space.cells()
     assert len(table) == NUM_CELLS == 15625
     assert list(table.ids) == [str(i) for i in range(NUM_CELLS)]
-    raw = pq.read_table(data_root / "nb201_accuracy.parquet", columns=["arch_index", "arch_str"]).to_pylist()
+    raw = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", "arch_str"]).to_pylist()
     by_index = {r["arch_index"]: r["arch_str"] for r in raw}
     for cell_id, arch in zip(table.ids, table.archs):  # all 15,625 rows of the table
         assert by_index[int(cell_id)] == arch
@@ -58,7 +59,7 @@ def test_parameter_count_equals_the_benchmark(space, data_root) -> None:
     204 of the 15,625 rows disagree with their own group by a third or a half of a
     convolution's parameters (averaged values in the source files); they are the minority
     in every group and are left out of the comparison."""
-    rows = pq.read_table(data_root / "nb201_accuracy.parquet", columns=["arch_str", "params_m"]).to_pylist()
+    rows = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_str", "params_m"]).to_pylist()
     groups: dict[tuple[int, int], list[tuple[str, float]]] = {}
     for r in rows:
         ops = parse_cell(r["arch_str"])

@@ -74,6 +74,7 @@ def _fake_imagenet16(root) -> None:
                      "labels": list(rng.integers(1, 121, 300))}, fh)
 
 
+@pytest.mark.shared_data
 def test_nb201_all_plans_every_cell_dataset_and_seed(tmp_path) -> None:
     from orchestrator.sweep import prepare
 

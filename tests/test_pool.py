@@ -24,7 +24,7 @@ class DyingScorer:
         self.die_once = die_once
         self.die_always = die_always
 
-    def score_cell(self, job: dict, arch_id: str, arch: str) -> list[dict]:
+    def score_cell(self, job: dict, arch_id: str, arch: str, proxies: tuple[str, ...]) -> list[dict]:
         marker = self.marker_dir / f"died-{arch_id}"
         if arch_id in self.die_always or (arch_id in self.die_once and not marker.exists()):
             marker.touch()
@@ -34,9 +34,11 @@ class DyingScorer:
 
 def test_deaths_are_retried_then_recorded(ray_session, tmp_path) -> None:
     job = Job("s", "d", 0)
-    shards = [Shard(job, i, [f"c{i}{k}" for k in range(3)], ["a"] * 3) for i in range(4)]
+    shards = [Shard(job, tuple(f"c{i}{k}" for k in range(3)), ("a",) * 3, ("p",)) for i in range(4)]
+    index = {s.name: i for i, s in enumerate(shards)}
     remote = ray.remote(num_cpus=1)(DyingScorer)
-    slots = [Slot(f"fake-{i}", "", "h", "cpu", 1) for i in range(2)]
+    node = ray.get_runtime_context().get_node_id()  # a lost node's slot would be given up
+    slots = [Slot(f"fake-{i}", node, "h", "cpu", 1) for i in range(2)]
     finished: dict[int, list] = {}
     cells_seen = []
 
@@ -47,8 +49,8 @@ def test_deaths_are_retried_then_recorded(ray_session, tmp_path) -> None:
         return [{"arch_id": shard.ids[pos], "status": "error", "error": error}]
 
     def on_shard(item: ShardWork) -> None:
-        assert item.shard.index not in finished
-        finished[item.shard.index] = [r for rows in item.rows for r in rows]
+        assert index[item.shard.name] not in finished
+        finished[index[item.shard.name]] = [r for rows in item.rows for r in rows]
 
     run_pool([ShardWork(s, {}) for s in shards], slots, make_actor, cells_seen.append, on_shard,
              failed_rows, max_cell_attempts=2, max_actor_restarts=5)

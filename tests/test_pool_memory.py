@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent('''
 
     class HungryScorer:
         """Scores every cell at once except "hog", which takes memory until it is killed."""
-        def score_cell(self, job, arch_id, arch):
+        def score_cell(self, job, arch_id, arch, proxies):
             if arch_id == "hog":
                 held = []
                 for _ in range(64):  # 16 GiB at most, far past the threshold
@@ -35,11 +35,12 @@ SCRIPT = textwrap.dedent('''
     ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(HungryScorer)
     job = Job("s", "d", 0)
-    shards = [Shard(job, 0, ["a", "hog", "b"], ["x"] * 3), Shard(job, 1, ["c", "d"], ["x"] * 2)]
-    slot = Slot("only", "", "h", "cpu", 1)
+    shards = [Shard(job, ("a", "hog", "b"), ("x",) * 3, ("p",)), Shard(job, ("c", "d"), ("x",) * 2, ("p",))]
+    index = {s.name: i for i, s in enumerate(shards)}
+    slot = Slot("only", ray.get_runtime_context().get_node_id(), "h", "cpu", 1)
     done = {}
     run_pool([ShardWork(s, {}) for s in shards], [slot], lambda s: remote.remote(), lambda rows: None,
-             lambda item: done.update({item.shard.index: [r for rows in item.rows for r in rows]}),
+             lambda item: done.update({index[item.shard.name]: [r for rows in item.rows for r in rows]}),
              lambda shard, pos, error: [{"arch_id": shard.ids[pos], "status": "error", "error": error}],
              max_cell_attempts=2, max_actor_restarts=5)
     print(json.dumps({"done": done, "restarts": slot.restarts}))

@@ -4,7 +4,7 @@ cell and proxy), and leaves the network as built. Settings are shrunk to keep th
 from __future__ import annotations
 
 import torch
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, data_file
 
 from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, score_cell
@@ -27,7 +27,7 @@ ARCH = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_con
 def test_new_proxies_on_a_real_cell() -> None:
     torch.set_num_threads(1)
     space = make_space("nb201", {"truth_file": "nb201_accuracy.parquet", "truth": {}}, DATA_ROOT)
-    x, y = read_images(DATA_ROOT / "cifar10_sample.npz", "cifar10")
+    x, y = read_images(data_file("cifar10_smoke.npz"), "cifar10")
     specs = {BatchSpec(1, True), BatchSpec(16, False), BatchSpec(64, False)}
     job = JobInputs(Job("nb201", "cifar10", 0), 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
     worker = Worker("test", torch.device("cpu"), "localhost")

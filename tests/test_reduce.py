@@ -6,7 +6,7 @@ import math
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, data_file
 
 from handmade import manifest, write_folder
 from handmade import row as hand_row
@@ -26,7 +26,7 @@ CONFIG = {
 
 
 def truth_of(ids: list[str]) -> list[float]:
-    table = pq.read_table(DATA_ROOT / "nb201_accuracy.parquet", columns=["arch_index", "cifar10_valid_test"])
+    table = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", "cifar10_valid_test"])
     acc = dict(zip(table["arch_index"].to_pylist(), table["cifar10_valid_test"].to_pylist()))
     return [acc[int(i)] for i in ids]
 

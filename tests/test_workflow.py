@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import DATA_ROOT, REPO, make_config
+from conftest import DATA_ROOT, REPO, data_file, make_config
 from torch import nn
 
 from orchestrator.scoring import cell_seed, seed_everything
@@ -55,6 +55,7 @@ def files_of(out: Path) -> dict[Path, tuple[int, int]]:
     return {p: (p.stat().st_mtime_ns, pq.read_metadata(p).num_rows) for p in (out / "scores").rglob("*.parquet")}
 
 
+@pytest.mark.shared_data  # cifar100_sample.npz
 def test_extending_a_study_scores_only_what_is_new(base, tmp_path) -> None:
     out = tmp_path / "study"
     shutil.copytree(base, out)
@@ -105,7 +106,7 @@ def test_every_common_reader_takes_the_scores_folder(base) -> None:
 def test_load_scores_types_ids_and_joins_the_truth(base) -> None:
     table = load_scores(base)
     assert str(table.schema.field("arch_id").type) == "int64"  # NB201's own index
-    truth = pq.read_table(DATA_ROOT / "nb201_accuracy.parquet", columns=["arch_index", "cifar10_valid_test"])
+    truth = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", "cifar10_valid_test"])
     accuracy = dict(zip(truth["arch_index"].to_pylist(), truth["cifar10_valid_test"].to_pylist()))
     rows = table.to_pylist()
     assert len(rows) == len(CELLS) * 3
@@ -137,7 +138,7 @@ def test_a_plugin_proxy_is_shipped_to_a_cluster_joined_by_address(ray_session, t
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = load_scores(out).to_pylist()
-    params_m = dict(zip(*pq.read_table(DATA_ROOT / "nb201_accuracy.parquet", columns=["arch_index", "params_m"])
+    params_m = dict(zip(*pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", "params_m"])
                         .to_pydict().values()))
     scaled = {r["arch_id"]: r["score"] for r in rows if r["proxy"] == "scaled_params"}
     assert set(scaled) == {int(c) for c in CELLS}

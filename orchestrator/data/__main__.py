@@ -107,16 +107,14 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def convert_nb101(src: Path, out: Path, verify: bool) -> int:
-    """The existing converter (spaces.nb101_tfrecord), writing through the atomic helper."""
-    from orchestrator.files import atomic_path
+    """The existing converter (spaces.nb101_tfrecord), which writes atomically itself."""
     from spaces.nb101_tfrecord import convert
     from spaces.tfrecord import TFRecordError
 
     if not src.is_file():
         raise DataError(f"no such file {src} (get the tfrecords from the links in the google-research/nasbench README)")
     try:
-        with atomic_path(out) as tmp:
-            done = convert(src, tmp, verify_hashes=verify)
+        done = convert(src, out, verify_hashes=verify)
     except (TFRecordError, OSError) as exc:
         raise DataError(str(exc).splitlines()[0]) from None
     print(f"{done.records} records, {done.cells} cells, epoch budgets {list(done.epochs)} -> {out} ({done.seconds:.1f} s)")
