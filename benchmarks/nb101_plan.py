@@ -4,8 +4,8 @@
 
 Uses the cached cell table (enumerate it first, e.g. with a sweep or
 ``python -m spaces.nb101_enumerate``). Times ``load_settings`` + ``prepare`` (cell table
-read, selection, shards of every job, fingerprint, listing finished shards) into a fresh
-output folder, then repeats the planning under tracemalloc for the peak of Python
+read, selection, the store's listing, the shards of every job's missing pairs, the images
+read and the fixed batches drawn, sweep.json written) into a fresh output folder, then repeats the planning under tracemalloc for the peak of Python
 allocations, and prints what the plan holds.
 """
 from __future__ import annotations
