@@ -195,9 +195,22 @@ class ScoreStore:
         table = pa.Table.from_pylist(list(rows), schema=SCHEMA)
         table = table.replace_schema_metadata({**(SCHEMA.metadata or {}), **meta})
         path = self.shard_path(shard)
-        with atomic_path(path) as tmp:
+        self._make_job_dir(shard.job)
+        with atomic_path(path, make_parents=False) as tmp:
             pq.write_table(table, tmp)
         return path
+
+    def _make_job_dir(self, job: Job) -> None:
+        """Create ``scores/<job>`` one level at a time below ``out_dir``, but never
+        ``out_dir`` itself: a folder removed while the sweep runs stays removed, and the
+        write fails (FileNotFoundError) instead of bringing it back."""
+        folder = self.out_dir
+        for part in (SCORES_DIR, *Path(job.folder).parts):
+            folder = folder / part
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                pass
 
     def scan(self, manifest: Manifest | None, quarantine: bool = True) -> Scan:
         """Check every file under ``scores/`` by its footer against ``manifest``; the
