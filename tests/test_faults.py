@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
@@ -502,15 +503,23 @@ def test_a_shard_write_never_recreates_a_removed_out_dir(tmp_path: Path) -> None
 # -- damaged, foreign and stray files -------------------------------------------------
 def test_damaged_foreign_and_stray_files_are_set_aside_and_their_cells_scored_again(
         reference: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """A copy of the finished reference gets: a shard cut short, a shard of the same cells
-    from another sweep (another naswot batch size: its footer's fingerprint differs), an
-    empty file with a shard's name, and a stray text file. The rerun sets all four aside
-    (kept byte for byte in quarantine/, one line each) and scores again the two shards."""
+    """A copy of the finished reference gets: a shard cut short; a shard whose score
+    column became float32; a shard missing a row its footer promises; a shard of the same
+    cells from another sweep (another naswot batch size: its footer's fingerprint differs);
+    an empty file with a shard's name; a stray text file. The rerun sets all six aside
+    (kept byte for byte in quarantine/, one line each) and scores the four shards again."""
     out = tmp_path / "copy"
     shutil.copytree(reference["out"], out)
     files = shard_files(out)
-    cut, foreign = files[0], files[-1]
+    cut, retyped, short, foreign = files[0], files[1], files[2], files[-1]
     damaged = {cut: cut.read_bytes()[: cut.stat().st_size // 2]}
+    for path, change in ((retyped, lambda t: t.set_column(t.schema.get_field_index("score"), "score",
+                                                              t["score"].cast(pa.float32()))),
+                         (short, lambda t: t.slice(0, t.num_rows - 1))):
+        sink = pa.BufferOutputStream()
+        table = pq.read_table(path)
+        pq.write_table(change(table).replace_schema_metadata(table.schema.metadata), sink)
+        damaged[path] = sink.getvalue().to_pybytes()
     table = pq.read_table(foreign)
     stored = Manifest.read(out)
     other = Manifest(stored.space, stored.space_settings,
@@ -533,12 +542,14 @@ def test_damaged_foreign_and_stray_files_are_set_aside_and_their_cells_scored_ag
     capsys.readouterr()
 
     result = run_sweep(make_config([*SWEEP, *ONE_PER_SHARD, "reduce=false", f"out_dir={out}"]))
-    assert result.scored_shards == 2
+    assert result.scored_shards == 4
     assert_same_as_reference(out, reference["rows"])
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("proxysweep: set aside")]
-    assert len(lines) == 4, lines
+    assert len(lines) == 6, lines
     why = {
         cut: "unreadable Parquet",
+        retyped: "its columns are not those of a scores file",
+        short: f"{PROXIES - 1} rows where its 1 cells x {PROXIES} proxies need {PROXIES}",
         foreign: "scored with other settings than this folder's sweep.json (naswot)",
         empty: "unreadable Parquet",
         stray: "not a shard file of this layout",
