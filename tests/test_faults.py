@@ -83,6 +83,7 @@ def rows_of(out: Path) -> dict[Key, tuple[str, Any]]:
 
 
 def workers_of(out: Path, seed: int) -> set[str]:
+    """The scorer actors that wrote the rows of ``seed`` (the ``worker`` column)."""
     table = pads.dataset(str(out / "scores"), format="parquet", schema=SCHEMA).to_table()
     return {r["worker"] for r in table.to_pylist() if r["seed"] == seed}
 
@@ -106,6 +107,7 @@ def assert_same_as_reference(out: Path, reference: dict[Key, tuple[str, Any]]) -
 
 
 def shard_files(out: Path) -> list[Path]:
+    """The finished shard files under ``scores/`` (temporaries are hidden, so not these)."""
     return sorted((out / "scores").rglob("shard-*.parquet"))
 
 
