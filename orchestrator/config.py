@@ -12,9 +12,11 @@ launcher, the data checker, the benchmarks and the tests use it.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from orchestrator.errors import SweepError
@@ -53,3 +55,25 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as exc:
         message = " ".join(str(exc).split()).split(" Config search path")[0]
         raise SweepError(f"bad override: {message}") from None
+
+
+class OutDirCheck(Callback):
+    """Hydra writes its record (``.hydra/``) and its log into ``out_dir`` before the sweep's
+    own checks run. Checked first, an out_dir that cannot be created or written (read-only)
+    or that another driver holds stops the run with the sweep's one line and exit status 2,
+    instead of Hydra's traceback, or of Hydra's record of a refused run written over the
+    running driver's (``conf/config.yaml``: ``hydra.callbacks``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from orchestrator.store import ScoreStore
+
+        out_dir = config.get("out_dir")
+        if not isinstance(out_dir, str) or not out_dir.strip():
+            return  # load_settings reports it
+        store = ScoreStore(Path(out_dir).expanduser().resolve())
+        try:
+            store.lock()
+        except SweepError as exc:
+            print(f"proxysweep: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        store.unlock()

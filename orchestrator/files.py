@@ -24,11 +24,14 @@ def temporary_name(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike[str], fsync: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], fsync: bool = True, make_parents: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on success it replaces
-    ``path`` in one rename, on any error it is removed and ``path`` is left as it was."""
+    ``path`` in one rename, on any error it is removed and ``path`` is left as it was.
+    ``make_parents=False``: a missing folder is an error (FileNotFoundError), for writers
+    that must not bring back a folder someone removed."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(target)
     try:
         yield tmp

@@ -155,6 +155,7 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
     if own:
         store.lock()
     try:
+        store.check_intact()  # the driver's folder may have been removed while it scored
         manifest, scores = stored_scores(store, quarantine=True)
 
         def direction(proxy: str) -> bool:

@@ -242,6 +242,7 @@ def score(prepared: Prepared) -> int:
                 store.write_shard(item.shard, [row for cell_rows in item.rows for row in cell_rows],
                                   prepared.manifest, meta)
             except OSError as exc:
+                store.check_intact()  # a folder removed meanwhile is the reason to give
                 raise SweepError(f"cannot write {path}: {exc.strerror or exc}; the {written} shard(s) written "
                                  "this run are kept: fix that, then rerun the same command to resume") from None
             written += 1
