@@ -83,12 +83,18 @@ def cells_with_truth(settings: Settings) -> set[str]:
 def plan_sweep(settings: Settings) -> Plan:
     """The request: jobs x selected cells x proxies; SweepError on a bad selection."""
     try:
+        # the truth columns are read for every selection: a bad one must stop the sweep
+        # now, not the reducer after the scoring
+        truth_ids = cells_with_truth(settings)
+        if settings.cells.select == "truth" and not truth_ids:  # before the cell table, which may take a minute
+            raise SweepError("no cell of the space has ground truth: every value of "
+                             + ", ".join(f"{d}: {settings.truth_column(d)}" for d in settings.datasets)
+                             + " is missing or not finite")
         table = settings.search_space.cells()
-        truth_ids = cells_with_truth(settings) if settings.cells.select == "truth" else None
     except ValueError as exc:
         raise SweepError(str(exc)) from None
     return make_plan(settings.space, settings.datasets, settings.seeds, [p.name for p in settings.proxies],
-                     table, settings.cells, settings.shard_size, truth_ids)
+                     table, settings.cells, settings.shard_size, truth_ids if settings.cells.select == "truth" else None)
 
 
 def job_images(settings: Settings, pending: list[Shard]) -> tuple[dict[tuple[str, int], JobImages], dict[str, dict]]:
