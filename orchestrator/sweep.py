@@ -34,6 +34,7 @@ from orchestrator.scorer import Scorer
 from orchestrator.scoring import Row
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard, covered, versions
+from proxies.context import require_batches
 from spaces.batches import draw_batch
 from spaces.images import read_images
 
@@ -112,6 +113,9 @@ def job_images(settings: Settings, pending: list[Shard]) -> tuple[dict[tuple[str
                 images[dataset] = read_images(path, dataset)
                 digests[dataset] = {"name": settings.image_names[dataset], "sha256": image_digest(*images[dataset])}
             x, y = images[dataset]
+            for run in settings.proxies:  # before any batch is listed: a huge num_batches fails at once
+                if run.proxy.uses_images:
+                    require_batches(run.name, run.params, len(x), dataset)
             batches = {spec: draw_batch(x, y, dataset, seed, spec) for spec in settings.batch_specs()}
             out[(dataset, seed)] = JobImages(tuple(x.shape[1:]), batches)
     except (OSError, ValueError, EOFError) as exc:  # a missing or unreadable file, a batch too large
