@@ -169,10 +169,10 @@ def prepare(settings: Settings) -> Prepared:
             manifest.write(settings.out_dir)
         atomic_write(settings.out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(dict(settings.resolved))))
     except OSError as exc:
-        store.unlock()
+        store.abandon()
         raise SweepError(f"cannot write to out_dir {settings.out_dir}: {exc.strerror or exc}") from None
     except BaseException:
-        store.unlock()
+        store.abandon()  # bad input leaves no trace: the lock file and the folders it needed go
         raise
     return Prepared(settings, plan, store, manifest, pending, inputs)
 
