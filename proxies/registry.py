@@ -9,6 +9,7 @@ any work starts: a bad value is one line, never a row of errors.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
@@ -127,7 +128,11 @@ def _checked(proxy: str, key: str, value: Any, default: Any, choices: Sequence[A
     elif isinstance(default, float):
         ok = _is_int(value) or isinstance(value, float)
         want = "a number"
-        value = float(value) if ok else value
+        if ok:
+            number = float(value) if abs(value) < 1e308 else math.inf  # ints past float's range too
+            if not math.isfinite(number):  # nan or inf would turn every score of the proxy into nan
+                raise ValueError(f"{where} must be a finite number; got {value!r}")
+            value = number
     elif default is None:
         ok = value is None or (_is_int(value) and value >= 1)
         want = "null or a positive integer"
