@@ -12,6 +12,7 @@ launcher, the data checker, the benchmarks and the tests use it.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -53,3 +54,14 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as exc:
         message = " ".join(str(exc).split()).split(" Config search path")[0]
         raise SweepError(f"bad override: {message}") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # Hydra's own slips on odd overrides, e.g. a
+        message = " ".join(str(exc).split())[:200]            # group given a number (cells=[1,2], cluster=5)
+        groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in _groups()
+                  and not re.fullmatch(r"[A-Za-z_][\w\-/]*", o.partition("=")[2])]
+        where = f"; a config group takes the name of one of its options: {', '.join(groups)}" if groups else ""
+        raise SweepError(f"bad override: {type(exc).__name__}: {message}{where}") from None
+
+
+def _groups() -> set[str]:
+    """The config groups: conf/'s folders and the registries' groups."""
+    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"proxy", "space"}
