@@ -219,7 +219,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 def parse_cells(cells: Mapping[str, Any]) -> CellSelection:
     """The cell selection, its form checked (ids are checked against the space later)."""
     select = cells.get("select")
-    if select not in CELL_SELECTIONS:
+    if not isinstance(select, str) or select not in CELL_SELECTIONS:  # a list is no key of the dict
         raise SweepError(f"cells.select must be one of {sorted(CELL_SELECTIONS)}; got {select!r}")
     for key in CELL_SELECTIONS[select]:
         if cells.get(key) is None:
