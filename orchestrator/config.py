@@ -53,6 +53,9 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
             return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         message = " ".join(str(exc).split()).split(" Config search path")[0]
+        override = getattr(exc, "override", None)  # a parse error names the input, not the override
+        if isinstance(override, str) and override not in message:
+            message = f"{override}: {message}"
         raise SweepError(f"bad override: {message}") from None
     except (ValueError, TypeError, RecursionError) as exc:  # Hydra's own slips on odd overrides, e.g. a
         message = " ".join(str(exc).split())[:200]            # group given a number (cells=[1,2], cluster=5)

@@ -12,7 +12,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -267,13 +267,16 @@ def score(prepared: Prepared) -> int:
     return written
 
 
-def run_sweep(cfg: DictConfig) -> SweepResult:
-    """The whole sweep for a composed config (the body of ``python -m orchestrator``)."""
+def run_sweep(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> SweepResult:
+    """The whole sweep for a composed config (the body of ``python -m orchestrator``);
+    ``on_prepared(out_dir)`` runs once the inputs are checked and the folder is taken."""
     _terminate_on_sigterm()
     settings = load_settings(cfg)
     prepared = prepare(settings)
     reduction = None
     try:
+        if on_prepared is not None:
+            on_prepared(settings.out_dir)
         plan = prepared.plan
         print(
             f"Sweep {settings.name}: {len(plan.ids)} cells x {len(plan.jobs)} job(s) "
@@ -292,10 +295,10 @@ def run_sweep(cfg: DictConfig) -> SweepResult:
     return SweepResult(settings.out_dir, written, reduction)
 
 
-def main_with_errors(cfg: DictConfig) -> int:
+def main_with_errors(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> int:
     """Run and turn a SweepError into one line on stderr and exit status 2."""
     try:
-        run_sweep(cfg)
+        run_sweep(cfg, on_prepared)
     except SweepError as exc:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2
