@@ -112,6 +112,14 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _as_float(value: int | float) -> float:
+    """``value`` as a float; inf for an integer past float's range."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
 def _checked(proxy: str, key: str, value: Any, default: Any, choices: Sequence[Any] | None) -> Any:
     """``value`` if it fits the type of ``default`` (ints as floats where a float is due)."""
     where = f"proxy.{proxy}.{key}"
@@ -129,7 +137,7 @@ def _checked(proxy: str, key: str, value: Any, default: Any, choices: Sequence[A
         ok = _is_int(value) or isinstance(value, float)
         want = "a number"
         if ok:
-            number = float(value) if abs(value) < 1e308 else math.inf  # ints past float's range too
+            number = _as_float(value)
             if not math.isfinite(number):  # nan or inf would turn every score of the proxy into nan
                 raise ValueError(f"{where} must be a finite number; got {value!r}")
             value = number

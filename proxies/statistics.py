@@ -6,6 +6,7 @@ network keeps its initial weights and BatchNorm statistics for the other proxies
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -143,9 +144,16 @@ def _check_weight_pairs(weights: Mapping[str, Any]) -> None:
     settings, before any work, instead of failing in every cell."""
     for space, pair in weights.items():
         numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and abs(w) < 1e308 and np.isfinite(w) for w in pair)
+            isinstance(w, (int, float)) and not isinstance(w, bool) and _finite(w) for w in pair)
         if not numbers:
             raise ValueError(f"proxy.epsinas.weights.{space} must be two finite numbers [low,high]; got {pair!r}")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past float's range
+        return False
 
 
 def _weight_pair(ctx: ScoringContext, params: Mapping[str, Any]) -> Sequence[float]:

@@ -51,6 +51,13 @@ class SpaceEntry:
         return out
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past float's range
+        return False
+
+
 def _check_like(value: Any, default: Any, where: str) -> None:
     """ValueError unless ``value`` has the type of ``default``: the space builds networks
     and finds files from these, so ``channels=abc`` or ``truth_file=5`` must stop here,
@@ -61,7 +68,7 @@ def _check_like(value: Any, default: Any, where: str) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or default < 1)
         want = "a positive integer" if default >= 1 else "an integer"
     elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e308 and math.isfinite(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
         want = "a finite number"
     elif isinstance(default, str):
         ok, want = isinstance(value, str) and bool(value.strip()), "a non-empty string"
