@@ -12,6 +12,7 @@ launcher, the data checker, the benchmarks and the tests use it.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -54,15 +55,29 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
             return compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         message = " ".join(str(exc).split()).split(" Config search path")[0]
+        override = getattr(exc, "override", None)  # a parse error names the input, not the override
+        if isinstance(override, str) and override not in message:
+            message = f"{override}: {message}"
         raise SweepError(f"bad override: {message}") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # Hydra's own slips on odd overrides, e.g. a
+        message = " ".join(str(exc).split())[:200]            # group given a number (cells=[1,2], cluster=5)
+        groups = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in _groups()
+                  and not re.fullmatch(r"[A-Za-z_][\w\-/]*", o.partition("=")[2])]
+        where = f"; a config group takes the name of one of its options: {', '.join(groups)}" if groups else ""
+        raise SweepError(f"bad override: {type(exc).__name__}: {message}{where}") from None
+
+
+def _groups() -> set[str]:
+    """The config groups: conf/'s folders and the registries' groups."""
+    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"proxy", "space"}
 
 
 class OutDirCheck(Callback):
-    """Hydra writes its record (``.hydra/``) and its log into ``out_dir`` before the sweep's
-    own checks run. Checked first, an out_dir that cannot be created or written (read-only)
-    or that another driver holds stops the run with the sweep's one line and exit status 2,
-    instead of Hydra's traceback, or of Hydra's record of a refused run written over the
-    running driver's (``conf/config.yaml``: ``hydra.callbacks``)."""
+    """Hydra makes ``out_dir`` (and would log into it) before the sweep's own checks run.
+    Checked first, an out_dir that cannot be created or written (read-only) or that another
+    driver holds stops the run with the sweep's one line and exit status 2, instead of
+    Hydra's traceback; the check leaves the place as it found it
+    (``conf/config.yaml``: ``hydra.callbacks``)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from orchestrator.store import ScoreStore
@@ -76,4 +91,4 @@ class OutDirCheck(Callback):
         except SweepError as exc:
             print(f"proxysweep: error: {exc}", file=sys.stderr)
             sys.exit(2)
-        store.unlock()
+        store.abandon()

@@ -101,9 +101,17 @@ class Plan:
 
 
 def read_id_file(path: Path) -> list[str]:
-    """Ids from a text file: one per line, blank lines and '#' comments ignored."""
+    """Ids from a text file: one per line, blank lines and '#' comments ignored; SweepError
+    for a file that cannot be read or is not UTF-8 text."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SweepError(f"cells.path {path} is not a text file of cell ids (no UTF-8 at byte {exc.start}): "
+                         "write one id per line") from None
+    except OSError as exc:
+        raise SweepError(f"cannot read cells.path {path}: {exc.strerror or exc}") from None
     ids = []
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             ids.append(line)
@@ -139,11 +147,19 @@ def select_positions(
     position = {cell_id: i for i, cell_id in enumerate(table.ids)}
     unknown = [c for c in wanted if c not in position]
     if unknown:
-        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        shown = ", ".join(map(_shown, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
         raise SweepError(f"{len(unknown)} cell id(s) not in the space: {shown}")
     if len(set(wanted)) != len(wanted):
-        raise SweepError("the cell id list names a cell twice")
+        seen: set[str] = set()
+        twice = next(c for c in wanted if c in seen or seen.add(c))  # type: ignore[func-returns-value]
+        raise SweepError(f"the cell id list names cell {_shown(twice)} twice")
     return np.asarray(sorted(position[c] for c in wanted))
+
+
+def _shown(cell_id: str) -> str:
+    """An id as typed, quoted where it holds what would not show (a line break, a tab, an
+    empty or blank id)."""
+    return cell_id if cell_id.isprintable() and cell_id.strip() == cell_id and cell_id else repr(cell_id)
 
 
 def _seeded_sample(positions: np.ndarray, cells: "CellSelection", pool: str) -> np.ndarray:

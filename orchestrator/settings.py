@@ -186,6 +186,8 @@ def _int_list(value: Any, where: str) -> tuple[int, ...]:
     for v in value:
         if not _is_int(v):
             raise SweepError(f"{where} must hold integers; got {v!r}")
+        if not -2**63 <= v < 2**63:  # the scores' seed column is int64
+            raise SweepError(f"{where} must hold 64-bit integers; got {v!r}")
     if len(set(value)) != len(value):
         raise SweepError(f"{where} lists a value twice: {list(value)}")
     return tuple(value)
@@ -217,7 +219,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 def parse_cells(cells: Mapping[str, Any]) -> CellSelection:
     """The cell selection, its form checked (ids are checked against the space later)."""
     select = cells.get("select")
-    if select not in CELL_SELECTIONS:
+    if not isinstance(select, str) or select not in CELL_SELECTIONS:  # a list is no key of the dict
         raise SweepError(f"cells.select must be one of {sorted(CELL_SELECTIONS)}; got {select!r}")
     for key in CELL_SELECTIONS[select]:
         if cells.get(key) is None:
@@ -226,8 +228,8 @@ def parse_cells(cells: Mapping[str, Any]) -> CellSelection:
         n, seed = cells.get("n"), cells.get("seed", 0)
         if select == "sample" or n is not None:
             _positive_int(n, "cells.n")
-            if not _is_int(seed):
-                raise SweepError(f"cells.seed must be an integer; got {seed!r}")
+            if not _is_int(seed) or seed < 0:  # numpy's generators take no negative seed
+                raise SweepError(f"cells.seed must be a non-negative integer; got {seed!r}")
         return CellSelection(select, n=n, seed=seed if n is not None else 0)
     if select == "range":
         start, stop = cells["start"], cells["stop"]

@@ -147,12 +147,16 @@ class ScoreStore:
         self.out_dir = Path(out_dir)
         self.scores_dir = self.out_dir / SCORES_DIR
         self._lock_fh: Any = None
+        self._made: list[Path] = []  # what ``lock`` created: folders (outermost first), then the lock file
 
     # -- ownership ---------------------------------------------------------------------
     def lock(self) -> None:
         """Take the folder for this driver; SweepError if another live driver holds it.
         The lock is the kernel's (flock): it dies with its process, so a driver killed with
         SIGKILL never leaves a stale lock behind."""
+        made = [p for p in (*reversed(self.out_dir.parents), self.out_dir) if not p.exists()]
+        if not (self.out_dir / LOCK_FILE).exists():
+            made.append(self.out_dir / LOCK_FILE)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             fh = open(self.out_dir / LOCK_FILE, "a+")
@@ -164,12 +168,28 @@ class ScoreStore:
             fh.close()
             raise SweepError(f"another proxysweep driver is writing to {self.out_dir}; wait for it or use another out_dir") from None
         self._lock_fh = fh
+        self._made = made
 
     def unlock(self) -> None:
         if self._lock_fh is not None:
             fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
             self._lock_fh.close()
             self._lock_fh = None
+
+    def abandon(self) -> None:
+        """Unlock after a run that stopped before writing anything (bad input): remove the
+        lock file and the folders ``lock`` created, those left empty, so the place is as
+        the run found it."""
+        lock_made = self._made[-1:] == [self.out_dir / LOCK_FILE]
+        if lock_made and self._lock_fh is not None:
+            Path(self.out_dir / LOCK_FILE).unlink(missing_ok=True)  # still held: nobody took it meanwhile
+        self.unlock()
+        for folder in reversed(self._made[:-1] if lock_made else self._made):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else was written), or gone
+                break
+        self._made = []
 
     def check_intact(self) -> None:
         """SweepError if the folder this driver locked was removed or replaced meanwhile

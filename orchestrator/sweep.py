@@ -12,7 +12,7 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -34,6 +34,7 @@ from orchestrator.scorer import Scorer
 from orchestrator.scoring import Row
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard, covered, versions
+from proxies.context import require_batches
 from spaces.batches import draw_batch
 from spaces.images import read_images
 
@@ -83,12 +84,18 @@ def cells_with_truth(settings: Settings) -> set[str]:
 def plan_sweep(settings: Settings) -> Plan:
     """The request: jobs x selected cells x proxies; SweepError on a bad selection."""
     try:
+        # the truth columns are read for every selection: a bad one must stop the sweep
+        # now, not the reducer after the scoring
+        truth_ids = cells_with_truth(settings)
+        if settings.cells.select == "truth" and not truth_ids:  # before the cell table, which may take a minute
+            raise SweepError("no cell of the space has ground truth: every value of "
+                             + ", ".join(f"{d}: {settings.truth_column(d)}" for d in settings.datasets)
+                             + " is missing or not finite")
         table = settings.search_space.cells()
-        truth_ids = cells_with_truth(settings) if settings.cells.select == "truth" else None
     except ValueError as exc:
         raise SweepError(str(exc)) from None
     return make_plan(settings.space, settings.datasets, settings.seeds, [p.name for p in settings.proxies],
-                     table, settings.cells, settings.shard_size, truth_ids)
+                     table, settings.cells, settings.shard_size, truth_ids if settings.cells.select == "truth" else None)
 
 
 def job_images(settings: Settings, pending: list[Shard]) -> tuple[dict[tuple[str, int], JobImages], dict[str, dict]]:
@@ -106,6 +113,9 @@ def job_images(settings: Settings, pending: list[Shard]) -> tuple[dict[tuple[str
                 images[dataset] = read_images(path, dataset)
                 digests[dataset] = {"name": settings.image_names[dataset], "sha256": image_digest(*images[dataset])}
             x, y = images[dataset]
+            for run in settings.proxies:  # before any batch is listed: a huge num_batches fails at once
+                if run.proxy.uses_images:
+                    require_batches(run.name, run.params, len(x), dataset)
             batches = {spec: draw_batch(x, y, dataset, seed, spec) for spec in settings.batch_specs()}
             out[(dataset, seed)] = JobImages(tuple(x.shape[1:]), batches)
     except (OSError, ValueError, EOFError) as exc:  # a missing or unreadable file, a batch too large
@@ -159,10 +169,10 @@ def prepare(settings: Settings) -> Prepared:
             manifest.write(settings.out_dir)
         atomic_write(settings.out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(dict(settings.resolved))))
     except OSError as exc:
-        store.unlock()
+        store.abandon()
         raise SweepError(f"cannot write to out_dir {settings.out_dir}: {exc.strerror or exc}") from None
     except BaseException:
-        store.unlock()
+        store.abandon()  # bad input leaves no trace: the lock file and the folders it needed go
         raise
     return Prepared(settings, plan, store, manifest, pending, inputs)
 
@@ -258,13 +268,16 @@ def score(prepared: Prepared) -> int:
     return written
 
 
-def run_sweep(cfg: DictConfig) -> SweepResult:
-    """The whole sweep for a composed config (the body of ``python -m orchestrator``)."""
+def run_sweep(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> SweepResult:
+    """The whole sweep for a composed config (the body of ``python -m orchestrator``);
+    ``on_prepared(out_dir)`` runs once the inputs are checked and the folder is taken."""
     _terminate_on_sigterm()
     settings = load_settings(cfg)
     prepared = prepare(settings)
     reduction = None
     try:
+        if on_prepared is not None:
+            on_prepared(settings.out_dir)
         plan = prepared.plan
         print(
             f"Sweep {settings.name}: {len(plan.ids)} cells x {len(plan.jobs)} job(s) "
@@ -284,10 +297,10 @@ def run_sweep(cfg: DictConfig) -> SweepResult:
     return SweepResult(settings.out_dir, written, reduction)
 
 
-def main_with_errors(cfg: DictConfig) -> int:
+def main_with_errors(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> int:
     """Run and turn a SweepError into one line on stderr and exit status 2."""
     try:
-        run_sweep(cfg)
+        run_sweep(cfg, on_prepared)
     except SweepError as exc:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2

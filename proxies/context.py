@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.batches import BatchSpec
+from spaces.batches import BatchSpec, require_images
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -43,6 +43,17 @@ def batch_specs(params: Mapping[str, Any]) -> tuple[BatchSpec, ...]:
     1) of the size and augmentation of ``batch_spec``; the first is ``batch_spec`` itself."""
     first = batch_spec(params)
     return tuple(first.with_index(k) for k in range(int(params.get("num_batches", 1))))
+
+
+def require_batches(proxy: str, params: Mapping[str, Any], available: int, dataset: str) -> None:
+    """ValueError unless the batches proxy ``proxy``'s ``params`` ask for fit in
+    ``available`` images: checked before ``batch_specs`` lists them, so that
+    ``num_batches=10**9`` fails at once instead of filling memory."""
+    try:
+        require_images(available, dataset, batch_spec(params).size, int(params.get("num_batches", 1)))
+    except ValueError as exc:
+        knobs = "batch_size or num_batches" if "num_batches" in params else "batch_size"
+        raise ValueError(f"proxy.{proxy}: {exc}: lower proxy.{proxy}.{knobs}, or give {dataset} more images") from None
 
 
 def weight_layers(model: nn.Module) -> list[nn.Module]:

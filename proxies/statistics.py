@@ -6,6 +6,7 @@ network keeps its initial weights and BatchNorm statistics for the other proxies
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -105,6 +106,7 @@ def feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     # NAS-Bench-101/Reproduce.ipynb)
     defaults={"batch_size": 256, "augment": False, "mode": "train",
               "weights": {"nb201": [1.0e-7, 1.0], "nb101": [1.0e-4, 10.0]}},
+    check=lambda params: _check_weight_pairs(params["weights"]),
 )
 def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """epsinas (Gracheva, 2023, arXiv:2302.04406, "Trainless model performance estimation
@@ -135,6 +137,23 @@ def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
             constant_init(net, value)
             outputs.append(net(x).detach().to("cpu", torch.float64).numpy().ravel())
     return epsinas_statistic(outputs[0], outputs[1])
+
+
+def _check_weight_pairs(weights: Mapping[str, Any]) -> None:
+    """ValueError unless every space's entry is two finite numbers: checked with the other
+    settings, before any work, instead of failing in every cell."""
+    for space, pair in weights.items():
+        numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and _finite(w) for w in pair)
+        if not numbers:
+            raise ValueError(f"proxy.epsinas.weights.{space} must be two finite numbers [low,high]; got {pair!r}")
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past float's range
+        return False
 
 
 def _weight_pair(ctx: ScoringContext, params: Mapping[str, Any]) -> Sequence[float]:

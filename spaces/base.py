@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from torch import nn
 
 
@@ -70,3 +71,41 @@ def require_files(root: Path | None, needed: Sequence[tuple[str, str]]) -> None:
 
     for rel, how in needed:
         require_data(root, rel, how)
+
+
+def is_number(dtype: pa.DataType) -> bool:
+    """Integer or floating point: what an accuracy column may hold (not bool, not text)."""
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+
+
+def is_text(dtype: pa.DataType) -> bool:
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def read_table(
+    path: Path, what: str, how_to_obtain: str, key_columns: Mapping[str, tuple[str, Callable[[pa.DataType], bool]]],
+    skip: Sequence[str] = (),
+) -> pa.Table:
+    """A Parquet table whose ``key_columns`` (name -> (what it holds, type test)) are all
+    there, of the right type and without nulls; ValueError in one line otherwise, naming
+    the file and what to do. Truth and cell tables come from users' own conversions, so
+    a wrong column type is found here, not as a crash (or silently odd ids) later.
+    ``skip``: columns not read."""
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file; {what} expected: {how_to_obtain}")
+    try:
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=[c for c in names if c not in skip])
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ValueError(f"{path} is not a readable Parquet table ({detail}); {what} expected: {how_to_obtain}") from None
+    for name, (holds, test) in key_columns.items():
+        if name not in table.column_names:
+            raise ValueError(f"{path} has no column {name!r} ({holds}): not {what}; {how_to_obtain}")
+        column = table.column(name)
+        if not test(column.type):
+            raise ValueError(f"{path}: column {name!r} must hold {holds}; it holds {column.type}")
+        if column.null_count:
+            raise ValueError(f"{path}: column {name!r} has {column.null_count} empty (null) value(s); it must hold "
+                             f"{holds} in every row")
+    return table

@@ -52,14 +52,18 @@ def derive_seed(*parts: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def require_images(available: int, dataset: str, size: int, count: int = 1) -> None:
+    """ValueError unless ``count`` disjoint batches of ``size`` fit in ``available`` images."""
+    if size * count > available:
+        what = f"batch of {size}" if count == 1 else f"{count} disjoint batches of {size}"
+        raise ValueError(f"{what} asked for, but {dataset} has {available} images")
+
+
 def draw_batch(
     images: np.ndarray, labels: np.ndarray, dataset: str, seed: int, spec: BatchSpec
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed batch of ``dataset`` for ``seed``: float32 N x C x H x W and int64 labels."""
-    needed = spec.size * (spec.index + 1)
-    if needed > len(images):
-        what = f"batch of {spec.size}" if spec.index == 0 else f"{spec.index + 1} disjoint batches of {spec.size}"
-        raise ValueError(f"{what} asked for, but {dataset} has {len(images)} images")
+    require_images(len(images), dataset, spec.size, spec.index + 1)
     rng, idx = _pick(len(images), dataset, seed, spec)
     x = images[idx].astype(np.float32)
     if spec.augment:

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from torch import nn
 
-from spaces.base import CellTable, require_files
+from spaces.base import CellTable, is_number, is_text, read_table, require_files
 from spaces.data_root import find_data
 from spaces.registry import register_space
 from spaces.nb101_cell import NB101Cell, parse_arch
@@ -130,21 +130,28 @@ class NB101Space:
     def _truth(self) -> pa.Table:
         require_files(self.data_root, self.required_files())
         path = find_data(self.data_root, self.truth_file)
-        names = pq.read_schema(path).names
-        if "hash" not in names:
-            raise ValueError(f"{path} has no 'hash' column: not a NAS-Bench-101 truth table")
-        return pq.read_table(path, columns=[c for c in names if c not in ("adjacency", "operations")])
+        table = read_table(path, "a NAS-Bench-101 truth table", TRUTH_HOW_TO,
+                           {"hash": ("module hashes (strings)", is_text)}, skip=("adjacency", "operations"))
+        hashes = table.column("hash")
+        if pc.count_distinct(hashes).as_py() != len(hashes):
+            counts = pc.value_counts(hashes)
+            twice = next(str(v["values"]) for v in counts.to_pylist() if v["counts"] > 1)
+            raise ValueError(f"{path}: hash {twice} appears more than once; a truth table holds one row per cell "
+                             "(average repeats before writing it)")
+        return table
 
     def truth_columns(self) -> Sequence[str]:
-        numeric = (pa.types.is_floating, pa.types.is_integer)
-        return [f.name for f in self._truth.schema
-                if f.name not in SPEC_COLUMNS and any(test(f.type) for test in numeric)]
+        return [f.name for f in self._truth.schema if f.name not in SPEC_COLUMNS and is_number(f.type)]
 
     def ground_truth(self, dataset: str, column: str) -> pa.Table:
         if dataset not in self.num_classes:
             raise ValueError(f"NAS-Bench-101 was trained on {list(self.num_classes)} only, not {dataset!r}")
         if column not in self.truth_columns():
-            raise ValueError(f"no truth column {column!r} in {find_data(self.data_root, self.truth_file)}; have {self.truth_columns()}")
+            path = find_data(self.data_root, self.truth_file)
+            held = (f" (it holds {self._truth.schema.field(column).type}, not numbers)"
+                    if column in self._truth.column_names else "")
+            raise ValueError(f"no truth column {column!r} in {path}{held}: set space.nb101.truth.{dataset} to one of "
+                             f"{self.truth_columns()}")
         table = self._truth
         return pa.table({"arch_id": pc.cast(table.column("hash"), pa.string()),
                          "accuracy": table.column(column).cast(pa.float64())})

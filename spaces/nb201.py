@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from torch import nn
 
-from spaces.base import CellTable, require_files
+from spaces.base import CellTable, is_number, is_text, read_table, require_files
 from spaces.data_root import find_data
 from spaces.registry import register_space
 from spaces.nb201_network import EDGES, OPS, NB201Network
@@ -99,15 +98,27 @@ class NB201Space:
     @cached_property
     def _table(self) -> pa.Table:
         require_files(self.data_root, self.required_files())  # type: ignore[arg-type]
-        return pq.read_table(self._table_path())
+        return read_table(self._table_path(), "a NAS-Bench-201 accuracy table", TRUTH_HOW_TO, {
+            "arch_index": ("integer cell indices", pa.types.is_integer),
+            "arch_str": ("cell strings", is_text),
+        })
 
     def cells(self) -> CellTable:
+        return self._cells
+
+    @cached_property
+    def _cells(self) -> CellTable:
+        """The table's cells, checked: indices 0..15624 and every cell string once."""
         table = self._table.sort_by("arch_index")
         index = table.column("arch_index").to_pylist()
         archs = table.column("arch_str").to_pylist()
         if index != list(range(NUM_CELLS)):
-            raise ValueError(f"{self._table_path()}: arch_index must be 0..{NUM_CELLS - 1}, each once")
-        specs = {parse_cell(a) for a in archs}
+            raise ValueError(f"{self._table_path()}: arch_index must be 0..{NUM_CELLS - 1}, each once "
+                             f"(it has {len(index)} rows)")
+        try:
+            specs = {parse_cell(a) for a in archs}
+        except ValueError as exc:
+            raise ValueError(f"{self._table_path()}: {exc}") from None
         if len(specs) != NUM_CELLS:
             raise ValueError(f"{self._table_path()}: a cell string appears more than once")
         return CellTable(ids=[str(i) for i in index], archs=archs)
@@ -119,11 +130,16 @@ class NB201Space:
         return NB201Network(spec, num_classes, self.channels, self.cells_per_stage)  # type: ignore[arg-type]
 
     def truth_columns(self) -> Sequence[str]:
-        return [c for c in self._table.column_names if c not in ("arch_index", "arch_str")]
+        """The numeric columns besides the index: text or booleans are never accuracies."""
+        return [f.name for f in self._table.schema if f.name not in ("arch_index", "arch_str") and is_number(f.type)]
 
     def ground_truth(self, dataset: str, column: str) -> pa.Table:
         if column not in self.truth_columns():
-            raise ValueError(f"no truth column {column!r} in {self._table_path()}; have {self.truth_columns()}")
+            held = (f" (it holds {self._table.schema.field(column).type}, not numbers)"
+                    if column in self._table.column_names else "")
+            raise ValueError(f"no truth column {column!r} in {self._table_path()}{held}: set space.nb201.truth.{dataset} "
+                             f"to one of {self.truth_columns()}")
+        self.cells()  # the index is checked before any id is handed out (the reducer may come first)
         table = self._table
         ids = pa.array([str(i) for i in table.column("arch_index").to_pylist()])
         acc = table.column(column).cast(pa.float64())

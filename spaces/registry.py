@@ -8,6 +8,7 @@ registers itself on import; ``spaces/__init__.py`` imports the built-in ones.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -32,8 +33,11 @@ class SpaceEntry:
 
     def settings(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with ``overrides`` applied (mappings merged one level deep) and
-        interpolations resolved; ValueError naming an unknown setting."""
-        out = copy.deepcopy(dict(self.defaults))
+        interpolations of the defaults resolved (the overrides come resolved: a literal
+        ``${...}`` a user escaped stays literal); ValueError naming an unknown setting, or
+        a value of another type than its default (``_check_like``)."""
+        defaults: dict[str, Any] = OmegaConf.to_container(OmegaConf.create(dict(self.defaults)), resolve=True)  # type: ignore[assignment]
+        out = copy.deepcopy(defaults)
         for key, value in (overrides or {}).items():
             if key not in out:
                 known = ", ".join(sorted(out)) or "none"
@@ -42,7 +46,43 @@ class SpaceEntry:
                 out[key] = {**out[key], **value}
             else:
                 out[key] = value
-        return OmegaConf.to_container(OmegaConf.create(out), resolve=True)  # type: ignore[return-value]
+        for key, default in defaults.items():
+            _check_like(out[key], default, f"space.{self.name}.{key}")
+        return out
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past float's range
+        return False
+
+
+def _check_like(value: Any, default: Any, where: str) -> None:
+    """ValueError unless ``value`` has the type of ``default``: the space builds networks
+    and finds files from these, so ``channels=abc`` or ``truth_file=5`` must stop here,
+    not in the middle of planning (a positive default stays positive, as for proxies)."""
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or default < 1)
+        want = "a positive integer" if default >= 1 else "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+        want = "a finite number"
+    elif isinstance(default, str):
+        ok, want = isinstance(value, str) and bool(value.strip()), "a non-empty string"
+    elif isinstance(default, Mapping):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{where} must be a mapping; got {value!r}")
+        for key, inner in default.items():
+            if key in value:
+                _check_like(value[key], inner, f"{where}.{key}")
+        return
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{where} must be {want}; got {value!r}")
 
 
 SPACES: dict[str, SpaceEntry] = {}

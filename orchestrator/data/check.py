@@ -138,7 +138,11 @@ def known_files(base: Mapping[str, Any], root: Path, reports: Sequence[SweepRepo
     files: dict[str, tuple[list[str], str]] = {}
     for space, settings in (base.get("space") or {}).items():
         if space in SPACES and isinstance(settings, Mapping):
-            for rel, how in make_space(space, settings, root).required_files():
+            try:
+                needs = make_space(space, settings, root).required_files()
+            except ValueError:  # a bad setting: the report of each sweep that uses the space names it
+                continue
+            for rel, how in needs:
                 files.setdefault(str(rel), ([], how))
     for rel, datasets in _images_by_name((base.get("data") or {}).get("images") or {}).items():
         files.setdefault(rel, (datasets, HOW_TO_OBTAIN.get(datasets[0], "see the README section 'Data'")))
