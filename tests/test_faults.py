@@ -380,11 +380,13 @@ def test_a_node_whose_raylet_is_killed_has_its_shards_finished_elsewhere(
         assert re.search(r"scorer scorer-nb201_smoke-\S+-127\.0\.0\.3-cpu0 was lost", stdout), stdout[-3000:]
         assert_same_as_reference(out, reference["rows"])
         # the shard the lost scorer was running, and every other one written after the
-        # kill, is the head's scorer's work
+        # kill, is the head's scorer's work; one result of the lost node may have been on
+        # its way to the driver when the raylet died (seen once), no more
         after_kill = set(shard_files(out)) - before_kill
-        assert after_kill
-        for path in after_kill:
-            assert {w.rsplit("-", 2)[-2] for w in pq.read_table(path)["worker"].to_pylist()} == {"127.0.0.2"}, path
+        nodes_after = [{w.rsplit("-", 2)[-2] for w in pq.read_table(p)["worker"].to_pylist()} for p in after_kill]
+        assert {"127.0.0.2"} in nodes_after, nodes_after
+        assert all(n in ({"127.0.0.2"}, {"127.0.0.3"}) for n in nodes_after), nodes_after
+        assert nodes_after.count({"127.0.0.3"}) <= 1, nodes_after
         assert nodes[1].wait(timeout=60) is not None  # the second node's `ray start` saw its raylet go
     finally:
         for node in reversed(nodes):

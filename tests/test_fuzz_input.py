@@ -1114,7 +1114,7 @@ def test_a_run_that_passes_the_checks_gets_hydras_record(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "orchestrator", *overrides, "cluster.address=127.0.0.1:1", "reduce=false"],
                           cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr
-    assert "0 of 3 cells to score" in proc.stdout
+    assert "0 of 3 scores to compute" in proc.stdout
     record = out / ".hydra"
     assert sorted(p.name for p in record.iterdir()) == ["config.yaml", "hydra.yaml", "overrides.yaml"]
     assert "reduce=false" in (record / "overrides.yaml").read_text()
