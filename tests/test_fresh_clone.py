@@ -9,6 +9,8 @@ import subprocess
 import pytest
 from conftest import REPO
 
+from orchestrator.cluster import AUTH_OFF_WARNING
+
 
 def readme_first_command() -> str:
     block = re.search(r"```bash\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
@@ -35,3 +37,4 @@ def test_a_fresh_clone_runs_the_readme_first_command(tmp_path) -> None:
     assert (out / "report.md").read_text().startswith("# proxysweep report: nb201_smoke")
     assert "kendall_tau" in done.stdout and f"report:  {out / 'report.md'}" in done.stdout
     assert "the dashboard asks for Ray's auth token" in done.stdout
+    assert AUTH_OFF_WARNING not in done.stdout + done.stderr
