@@ -9,9 +9,10 @@ any work starts: a bad value is one line, never a row of errors.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from spaces.registry import is_finite_number
 
 if TYPE_CHECKING:
     from proxies.context import ScoringContext
@@ -112,14 +113,6 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _as_float(value: int | float) -> float:
-    """``value`` as a float; inf for an integer past float's range."""
-    try:
-        return float(value)
-    except OverflowError:
-        return math.inf
-
-
 def _checked(proxy: str, key: str, value: Any, default: Any, choices: Sequence[Any] | None) -> Any:
     """``value`` if it fits the type of ``default`` (ints as floats where a float is due)."""
     where = f"proxy.{proxy}.{key}"
@@ -137,10 +130,9 @@ def _checked(proxy: str, key: str, value: Any, default: Any, choices: Sequence[A
         ok = _is_int(value) or isinstance(value, float)
         want = "a number"
         if ok:
-            number = _as_float(value)
-            if not math.isfinite(number):  # nan or inf would turn every score of the proxy into nan
+            if not is_finite_number(value):  # nan or inf would turn every score of the proxy into nan
                 raise ValueError(f"{where} must be a finite number; got {value!r}")
-            value = number
+            value = float(value)
     elif default is None:
         ok = value is None or (_is_int(value) and value >= 1)
         want = "null or a positive integer"

@@ -6,7 +6,6 @@ network keeps its initial weights and BatchNorm statistics for the other proxies
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -16,6 +15,7 @@ from torch import nn
 
 from proxies.context import ScoringContext, batch_spec, set_mode
 from proxies.registry import register
+from spaces.registry import is_finite_number
 
 
 # --- zen --------------------------------------------------------------------------------
@@ -143,17 +143,9 @@ def _check_weight_pairs(weights: Mapping[str, Any]) -> None:
     """ValueError unless every space's entry is two finite numbers: checked with the other
     settings, before any work, instead of failing in every cell."""
     for space, pair in weights.items():
-        numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
-            isinstance(w, (int, float)) and not isinstance(w, bool) and _finite(w) for w in pair)
+        numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(is_finite_number, pair))
         if not numbers:
             raise ValueError(f"proxy.epsinas.weights.{space} must be two finite numbers [low,high]; got {pair!r}")
-
-
-def _finite(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer past float's range
-        return False
 
 
 def _weight_pair(ctx: ScoringContext, params: Mapping[str, Any]) -> Sequence[float]:

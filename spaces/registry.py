@@ -51,7 +51,11 @@ class SpaceEntry:
         return out
 
 
-def _finite(value: int | float) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is finite, an int past float's range excluded:
+    what a numeric setting of a space or a proxy may hold."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
     try:
         return math.isfinite(value)
     except OverflowError:  # an integer past float's range
@@ -68,7 +72,7 @@ def _check_like(value: Any, default: Any, where: str) -> None:
         ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 1 or default < 1)
         want = "a positive integer" if default >= 1 else "an integer"
     elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
+        ok = is_finite_number(value)
         want = "a finite number"
     elif isinstance(default, str):
         ok, want = isinstance(value, str) and bool(value.strip()), "a non-empty string"

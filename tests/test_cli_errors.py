@@ -133,17 +133,14 @@ def test_other_settings_into_a_folder_with_scores_are_refused(tmp_path, capsys) 
     from conftest import make_config
 
     from orchestrator.settings import load_settings
-    from orchestrator.store import ScoreStore
+    from handmade import store_pending
+
     from orchestrator.sweep import main_with_errors, prepare
 
     prepared = prepare(load_settings(make_config(["+sweep=nb201_smoke", f"out_dir={tmp_path}",
                                                   "sweep.proxies=[naswot]", "sweep.seeds=[0]"])))
     prepared.store.unlock()
-    shard = prepared.pending[0]
-    rows = [{"space": "nb201", "dataset": "cifar10", "seed": 0, "arch_id": c, "arch": a, "proxy": "naswot",
-             "score": 1.0, "status": "ok", "error": None, "seconds": 0.0, "shared_seconds": 0.0,
-             "worker": "w", "device": "cpu", "host": "h"} for c, a in zip(shard.ids, shard.archs)]
-    ScoreStore(tmp_path).write_shard(shard, rows, prepared.manifest, {})
+    store_pending(prepared)
     before = sorted(p.name for p in tmp_path.rglob("*"))
     cfg = make_config(["+sweep=nb201_smoke", "cluster.address=127.0.0.1:1", f"out_dir={tmp_path}",
                        "sweep.proxies=[naswot]", "proxy.naswot.batch_size=64"])

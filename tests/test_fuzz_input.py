@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import DATA_ROOT, REPO
+from handmade import store_pending
 from hypothesis import HealthCheck, event, given, settings as hyp_settings, strategies as st
 from hypothesis.control import currently_in_test_context
 from omegaconf import OmegaConf
@@ -988,17 +989,11 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def test_a_refused_rerun_changes_nothing_in_its_folder(tmp_path) -> None:
     """A folder with a stored shard, then reruns with cut images, another batch size and a
     truth column that is not there: each stops, and every file is as it was, byte for byte."""
-    from orchestrator.store import ScoreStore
-
     out = tmp_path / "out"
     first = ["+sweep=nb201_smoke", f"data.root={DATA_ROOT}", f"out_dir={out}", "sweep.proxies=[naswot]", "sweep.seeds=[0]"]
     prepared = prepare(load_settings(compose_config(first)))
     prepared.store.unlock()
-    shard = prepared.pending[0]
-    rows = [{"space": "nb201", "dataset": "cifar10", "seed": 0, "arch_id": c, "arch": a, "proxy": "naswot",
-             "score": 1.0, "status": "ok", "error": None, "seconds": 0.0, "shared_seconds": 0.0,
-             "worker": "w", "device": "cpu", "host": "h"} for c, a in zip(shard.ids, shard.archs)]
-    ScoreStore(out).write_shard(shard, rows, prepared.manifest, {})
+    store_pending(prepared, count=1)  # more to score: the images are read
     before = _snapshot(out)
     cut = tmp_path / "cut.npz"
     cut.write_bytes((EMBEDDED_DIR / "cifar10_smoke.npz").read_bytes()[:5000])
@@ -1099,18 +1094,12 @@ def test_a_run_that_passes_the_checks_gets_hydras_record(tmp_path) -> None:
     """The other side of the command-line contract: once prepare has passed, Hydra's record
     of the run (.hydra/: the composed config, Hydra's own, the overrides) is written. Every
     shard is stored beforehand, so nothing is pending and the run needs no Ray."""
-    from orchestrator.store import ScoreStore
-
     out = tmp_path / "out"
     overrides = ["+sweep=nb201_smoke", f"data.root={DATA_ROOT}", "sweep.proxies=[params]", "sweep.seeds=[0]",
                  "cells=ids", "cells.ids=[0,1,2]", f"out_dir={out}"]
     prepared = prepare(load_settings(compose_config(overrides)))
     prepared.store.unlock()
-    for shard in prepared.pending:
-        rows = [{"space": "nb201", "dataset": "cifar10", "seed": 0, "arch_id": c, "arch": a, "proxy": "params",
-                 "score": 1.0, "status": "ok", "error": None, "seconds": 0.0, "shared_seconds": 0.0,
-                 "worker": "w", "device": "cpu", "host": "h"} for c, a in zip(shard.ids, shard.archs)]
-        ScoreStore(out).write_shard(shard, rows, prepared.manifest, {})
+    store_pending(prepared)
     proc = subprocess.run([sys.executable, "-m", "orchestrator", *overrides, "cluster.address=127.0.0.1:1", "reduce=false"],
                           cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr

@@ -6,12 +6,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import data_file, make_config
 
-pytestmark = pytest.mark.shared_data  # NB101 sweeps read cifar10_sample.npz
-
 from orchestrator.errors import SweepError
 from orchestrator.settings import load_settings
 from orchestrator.store import SCHEMA
 from orchestrator.sweep import prepare, run_sweep
+
+pytestmark = pytest.mark.shared_data  # NB101 sweeps read cifar10_sample.npz
 
 
 def planned(overrides: list[str]):
