@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from orchestrator.data import DataError, one_line
-from orchestrator.progress import format_duration
+from orchestrator.progress import ProgressLine, format_duration
 
 CHUNK = 1 << 16
 USER_AGENT = "proxysweep-data/0.1 (python urllib)"
@@ -50,24 +50,16 @@ class Busy(DataError):
     """Another process holds the ``.part`` file."""
 
 
-class ByteProgress:
+class ByteProgress(ProgressLine):
     """Bytes done of the total, percent, rate and ETA of one transfer."""
 
     def __init__(self, label: str, total: int | None, start: int = 0, stream: TextIO | None = None,
                  every: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.label, self.total, self.done, self.start = label, total, start, start
-        self.stream = stream or sys.stdout
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.every = 0.2 if self.tty else every
-        self.clock = clock
-        self.started = clock()
-        self._last: float | None = None
-        self._drawn_at = -1
-        self._width = 0
+        super().__init__(start, stream or sys.stdout, every, clock)
+        self.label, self.total = label, total
 
     def line(self) -> str:
-        elapsed = self.clock() - self.started
-        rate = (self.done - self.start) / elapsed if elapsed > 0 else 0.0
+        rate = self.rate
         if self.total:
             pct = f"{100.0 * self.done / self.total:5.1f}%"
             size = f"{self.done / MIB:.1f}/{self.total / MIB:.1f} MiB"
@@ -75,31 +67,6 @@ class ByteProgress:
         else:
             pct, size, eta = "    ?%", f"{self.done / MIB:.1f} MiB", "?"
         return f"{self.label}: {size} {pct} {rate / MIB:.2f} MiB/s ETA {eta}"
-
-    def update(self, nbytes: int) -> None:
-        self.done += nbytes
-        now = self.clock()
-        if self._last is None or now - self._last >= self.every:
-            self._last = now
-            self._draw()
-
-    def _draw(self) -> None:
-        self._drawn_at = self.done
-        line = self.line()
-        if self.tty:  # padded so that a shorter line covers the previous one
-            self.stream.write("\r" + line.ljust(self._width))
-            self._width = len(line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Draw the final state (if not drawn yet) and end the line on a terminal."""
-        if self._drawn_at != self.done:
-            self._draw()
-        if self.tty:
-            self.stream.write("\n")
-        self.stream.flush()
 
 
 def _open(url: str, have: int, timeout: float) -> http.client.HTTPResponse | None:
