@@ -69,9 +69,10 @@ def check_overrides(argv: Sequence[str]) -> None:
     """SweepError (one line) for a plugin that does not import or, in a plain run, an
     override Hydra would reject. With Hydra's flags (``-m``, ``--cfg``, ``--help``...)
     Hydra reads the command line itself and reports as it does."""
-    register_configs(argv)
-    if not any(arg.startswith("-") for arg in argv):
-        compose_config(argv)
+    if any(arg.startswith("-") for arg in argv):
+        register_configs(argv)
+    else:
+        compose_config(argv)  # registers the configs too
 
 
 if __name__ == "__main__":
