@@ -1,14 +1,20 @@
-"""The reducer: scores dataset + ground truth -> metrics.parquet and report.md.
+"""The reducer: scores dataset + ground truth -> metrics.parquet, comparisons.parquet, report.md.
 
 Run by the sweep when scoring ends, or by hand on any sweep output folder::
 
     python -m orchestrator.reduce outputs/nb201_smoke
 
-It reads ``<out>/scores`` with ``pyarrow.dataset``, joins the space's ground truth (the
-column named per dataset in ``space.<name>.truth``, never guessed), and computes every
-metric of ``orchestrator.metrics`` per (space, dataset, proxy, seed), then their mean and
-sample standard deviation over seeds; the configured ensembles of proxies
-(``orchestrator.ensembles``) are computed from the same scores and reported beside them.
+It streams ``<out>/scores`` one partition at a time: per (space, dataset), each seed's shard
+files are read with ``pyarrow.dataset`` (only the columns needed, a few thousand files at a
+time), the rows with truth and a usable score kept as one float vector per (proxy, seed)
+over the cells with truth, and the rest folded into the report's status counts. The truth is
+the column named per dataset in ``space.<name>.truth``, never guessed. Metrics
+(``orchestrator.metrics``) per (space, dataset, proxy, seed), their mean, sample standard
+deviation and pooled value over seeds, the configured ensembles (``orchestrator.ensembles``)
+beside them, every value with its confidence interval (``orchestrator.resample``,
+``orchestrator.stats``), and the paired comparisons of every two proxies
+(``orchestrator.compare``). Memory grows with the cells with truth, not with the seeds,
+datasets or cells without truth.
 """
 from __future__ import annotations
 
@@ -25,30 +31,23 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 
-from orchestrator.ensembles import ensemble_seed_rows, over_seeds
+from orchestrator.compare import COMPARISONS_SCHEMA, compare_partition
 from orchestrator.errors import SweepError
 from orchestrator.files import atomic_path
 from orchestrator.manifest import Manifest
-from orchestrator.metrics import ranking_metrics
-from orchestrator.report import write_report
+from orchestrator.partition import METRICS_SCHEMA, partition_metrics, read_partitions, scores_table
+from orchestrator.report import StatusSummary, write_report
 from orchestrator.settings import Settings, load_settings
-from orchestrator.store import ScoreStore
+from orchestrator.store import ScoreStore, StoredShard
 from proxies import PROXIES
 from spaces.data_root import MissingDataError, resolve_root
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.parquet"
+COMPARISONS_FILE = "comparisons.parquet"
 REPORT_FILE = "report.md"
 
-METRICS_SCHEMA = pa.schema(
-    [
-        ("space", pa.string()), ("dataset", pa.string()), ("truth", pa.string()),
-        ("proxy", pa.string()),
-        pa.field("seed", pa.int64(), nullable=True),
-        ("aggregate", pa.string()),  # "seed" (one seed's value), "mean" or "std" over seeds
-        ("metric", pa.string()), ("value", pa.float64()), ("n_cells", pa.int64()),
-    ]
-)
+__all__ = ["METRICS_SCHEMA", "COMPARISONS_SCHEMA", "Reduction", "reduce_sweep", "scores_with_truth"]
 
 
 @dataclass(frozen=True)
@@ -56,60 +55,23 @@ class Reduction:
     metrics: pa.Table
     metrics_path: Path
     report_path: Path
+    comparisons: pa.Table = dataclasses.field(default_factory=COMPARISONS_SCHEMA.empty_table)
+    comparisons_path: Path | None = None
 
 
-def _truth_arrays(space_obj: Any, dataset: str, column: str) -> dict[str, float]:
-    truth = space_obj.ground_truth(dataset, column)
-    ids = truth.column("arch_id").to_pylist()
-    acc = truth.column("accuracy").to_numpy(zero_copy_only=False)
-    return {i: a for i, a in zip(ids, acc) if np.isfinite(a)}
-
-
-def compute_metrics(scores: pa.Table, settings: Settings, direction: Callable[[str], bool]) -> pa.Table:
-    """Long table of metrics for every (space, dataset, proxy, seed) and over seeds;
-    ``direction(proxy)`` says whether higher scores are better."""
-    top_k, kendall_k = settings.metrics.top_k_percent, settings.metrics.kendall_top_percent
-    # ok rows, and infinite scores: they rank (NASWOT's log-determinant of a singular
-    # kernel is -inf, the worst score, as in the reference); nan has no rank and is left out
-    usable = pc.or_(pc.equal(scores["status"], "ok"), pc.and_(pc.equal(scores["status"], "nonfinite"),
-                                                             pc.is_inf(scores["score"])))
-    ok = scores.filter(usable)
-
-    def sign(proxy: str) -> float:
-        return 1.0 if direction(proxy) else -1.0
-
-    out: list[dict[str, Any]] = []
-    for space, dataset in sorted(set(zip(scores["space"].to_pylist(), scores["dataset"].to_pylist()))):
-        column = settings.truth_column(dataset)
-        truth = _truth_arrays(settings.search_space, dataset, column)
-        part = ok.filter(pc.and_(pc.equal(ok["space"], space), pc.equal(ok["dataset"], dataset)))
-        for proxy in sorted(set(scores.filter(pc.equal(scores["space"], space))["proxy"].to_pylist())):
-            per_seed: dict[str, list[float]] = {}
-            counts = []
-            by_proxy = part.filter(pc.equal(part["proxy"], proxy))
-            for seed in sorted(set(by_proxy["seed"].to_pylist())):
-                rows = by_proxy.filter(pc.equal(by_proxy["seed"], seed))
-                pairs = [(s, truth[i]) for i, s in zip(rows["arch_id"].to_pylist(), rows["score"].to_pylist()) if i in truth]
-                if len(pairs) < 2:
-                    continue
-                s, a = np.array(pairs, dtype=np.float64).T
-                values = ranking_metrics(sign(proxy) * s, a, top_k, kendall_k)
-                counts.append(len(pairs))
-                for name, value in values.items():
-                    out.append(dict(space=space, dataset=dataset, truth=column, proxy=proxy, seed=seed,
-                                    aggregate="seed", metric=name, value=value, n_cells=len(pairs)))
-                    per_seed.setdefault(name, []).append(value)
-            for name, values in per_seed.items():
-                arr = np.asarray(values, dtype=np.float64)
-                std = float(np.std(arr, ddof=1)) if len(arr) > 1 else float("nan")
-                for agg, value in (("mean", float(np.mean(arr))), ("std", std)):
-                    out.append(dict(space=space, dataset=dataset, truth=column, proxy=proxy, seed=None,
-                                    aggregate=agg, metric=name, value=value, n_cells=min(counts)))
-        # ensembles (orchestrator/ensembles.py), from the same usable scores
-        where = dict(space=space, dataset=dataset, truth=column)
-        seed_rows = ensemble_seed_rows(part, truth, settings.ensembles, where, sign, top_k, kendall_k)
-        out.extend(seed_rows + over_seeds(seed_rows))
-    return pa.Table.from_pylist(out, schema=METRICS_SCHEMA)
+def compute_metrics(shards: Sequence[StoredShard], settings: Settings, direction: Callable[[str], bool],
+                    summary: StatusSummary | None = None) -> tuple[pa.Table, pa.Table]:
+    """metrics.parquet's and comparisons.parquet's tables, one (space, dataset) at a time;
+    ``direction(proxy)`` says whether higher scores are better; ``summary`` collects the
+    report's status counts on the way."""
+    metric_parts, comparison_parts = [], []
+    for partition in read_partitions(shards, settings, direction, summary):
+        metric_rows, boots = partition_metrics(partition, settings)
+        metric_parts.append(pa.Table.from_pylist(metric_rows, schema=METRICS_SCHEMA))
+        comparison_parts.append(compare_partition(partition, settings, boots))
+    metrics = pa.concat_tables(metric_parts) if metric_parts else METRICS_SCHEMA.empty_table()
+    comparisons = pa.concat_tables(comparison_parts) if comparison_parts else COMPARISONS_SCHEMA.empty_table()
+    return metrics, comparisons
 
 
 def load_config(out_dir: Path) -> Settings:
@@ -144,10 +106,50 @@ def stored_scores(store: ScoreStore, quarantine: bool) -> tuple[Manifest, pa.Tab
     return manifest, scores
 
 
+def valid_shards(store: ScoreStore, quarantine: bool) -> tuple[Manifest, list[StoredShard]]:
+    """The folder's manifest and valid shard files (by their footers); SweepError if none."""
+    manifest = Manifest.read(store.out_dir)
+    if manifest is None:
+        raise SweepError(f"no sweep.json in {store.out_dir}: not the output folder of a proxysweep sweep")
+    shards = store.scan(manifest, quarantine=quarantine).shards
+    if not shards:
+        raise SweepError(f"no scores under {store.scores_dir}: nothing to reduce")
+    return manifest, shards
+
+
+def _damaged(store: ScoreStore, shards: Sequence[StoredShard], quarantine: bool) -> SweepError:
+    """The error for a file whose data is damaged beyond its footer (set aside)."""
+    for shard in shards:
+        try:
+            pq.read_table(shard.path)
+        except (OSError, ValueError) as exc:
+            where = store.quarantine(shard.path) if quarantine else shard.path
+            return SweepError(f"{shard.path} is damaged ({' '.join(str(exc).split())[:200]}); set aside to "
+                              f"{where}: rerun the sweep to score its cells again")
+    return SweepError("a shard file could not be read")
+
+
+def _direction(manifest: Manifest) -> Callable[[str], bool]:
+    def direction(proxy: str) -> bool:
+        return PROXIES[proxy].higher_is_better if proxy in PROXIES else manifest.higher_is_better(proxy)
+    return direction
+
+
+def scores_with_truth(source: ScoreStore | Path | str, settings: Settings | None, space: str, dataset: str) -> pa.Table:
+    """The usable score rows of one (space, dataset) that have truth: columns arch_id, seed,
+    proxy, score (as stored, not oriented), accuracy, seconds, status. ``source``: a store
+    or an output folder; ``settings`` default to its config.yaml."""
+    store = source if isinstance(source, ScoreStore) else ScoreStore(Path(source))
+    settings = settings or load_config(store.out_dir)
+    _manifest, shards = valid_shards(store, quarantine=False)
+    shards = [s for s in shards if (s.job.space, s.job.dataset) == (space, dataset)]
+    return scores_table(shards, settings, space, dataset)
+
+
 def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreStore | None = None) -> Reduction:
-    """Compute and write ``metrics.parquet`` and ``report.md`` for everything stored in
-    ``out_dir`` (every run's scores), with ``settings`` (default: its config.yaml).
-    ``store``: the driver's, already locked; otherwise the folder is locked here."""
+    """Compute and write ``metrics.parquet``, ``comparisons.parquet`` and ``report.md`` for
+    everything stored in ``out_dir`` (every run's scores), with ``settings`` (default: its
+    config.yaml). ``store``: the driver's, already locked; otherwise the folder is locked here."""
     out_dir = Path(out_dir)
     settings = settings or load_config(out_dir)
     own = store is None
@@ -156,23 +158,28 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
         store.lock()
     try:
         store.check_intact()  # the driver's folder may have been removed while it scored
-        manifest, scores = stored_scores(store, quarantine=True)
-
-        def direction(proxy: str) -> bool:
-            return PROXIES[proxy].higher_is_better if proxy in PROXIES else manifest.higher_is_better(proxy)
-
+        manifest, shards = valid_shards(store, quarantine=True)
+        summary = StatusSummary()
         try:
-            metrics = compute_metrics(scores, settings, direction)
+            metrics, comparisons = compute_metrics(shards, settings, _direction(manifest), summary)
         except (MissingDataError, ValueError) as exc:
             raise SweepError(str(exc)) from None
+        except OSError:
+            raise _damaged(store, shards, quarantine=True) from None
         metrics_path = out_dir / METRICS_FILE
         with atomic_path(metrics_path) as tmp:
             pq.write_table(metrics, tmp)
-        report_path = write_report(out_dir / REPORT_FILE, settings, scores, metrics)
+        comparisons_path = out_dir / COMPARISONS_FILE
+        with atomic_path(comparisons_path) as tmp:
+            pq.write_table(comparisons, tmp)
+        report_path = write_report(out_dir / REPORT_FILE, settings, summary, metrics, comparisons)
+        # --- HTML report (issue 13 part 3): the call to
+        # orchestrator.report_html.write_html_report(out_dir, metrics, comparisons, settings, ...)
+        # goes here, right after report.md is written.
     finally:
         if own:
             store.unlock()
-    return Reduction(metrics, metrics_path, report_path)
+    return Reduction(metrics, metrics_path, report_path, comparisons, comparisons_path)
 
 
 def summary_rows(metrics: pa.Table, keys: Sequence[str] = ("kendall_tau", "spearman", "precision_top_10")) -> list[dict[str, Any]]:

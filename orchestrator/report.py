@@ -1,9 +1,12 @@
-"""The human report of a sweep: one Markdown file with a table per (space, dataset)."""
+"""The human report of a sweep: one Markdown file with tables per (space, dataset): the
+mean ± std over seeds, the pooled values with their intervals (a wide view of
+metrics.parquet), and which proxies are separable from the best one (comparisons.parquet)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -46,7 +49,7 @@ def _table(metrics: pa.Table, space: str, dataset: str) -> list[str]:
         if r["aggregate"] in ("mean", "std"):
             values[(r["proxy"], r["metric"], r["aggregate"])] = r["value"]
             cells[r["proxy"]] = r["n_cells"]
-        else:  # a vote ensemble has no kendall_tau: count the seeds of any metric
+        elif r["aggregate"] == "seed":  # a vote ensemble has no kendall_tau: count the seeds of any metric
             seeds.setdefault(r["proxy"], set()).add(r["seed"])
     proxies = sorted(cells, key=lambda p: -abs(values.get((p, "spearman", "mean"), 0.0) or 0.0))
     lines = ["| proxy | cells | seeds | " + " | ".join(h for _, h in COLUMNS) + " |",
@@ -58,33 +61,60 @@ def _table(metrics: pa.Table, space: str, dataset: str) -> list[str]:
     return lines
 
 
-def _status_lines(scores: pa.Table) -> list[str]:
+class StatusSummary:
+    """What the report says about the score rows, gathered while the reducer streams them:
+    rows per (proxy, status), every row's seconds (float32, for the median), the first
+    failed rows."""
+
+    def __init__(self, limit: int = 10) -> None:
+        self.rows = 0
+        self.status: dict[str, Counter] = {}
+        self.seconds: dict[str, list[np.ndarray]] = {}
+        self.failures: list[dict[str, Any]] = []
+        self.bad = 0
+        self.limit = limit
+
+    def add(self, table: pa.Table, dataset: str, seed: int) -> None:
+        """Count the rows of ``table`` (columns proxy, status, seconds, error, arch_id)."""
+        self.rows += table.num_rows
+        counts = table.group_by(["proxy", "status"]).aggregate([([], "count_all")])
+        for proxy, status, count in zip(*(counts[c].to_pylist() for c in ("proxy", "status", "count_all"))):
+            self.status.setdefault(proxy, Counter())[status] += count
+        for proxy in pc.unique(table["proxy"]).to_pylist():
+            part = table.filter(pc.equal(table["proxy"], proxy))
+            self.seconds.setdefault(proxy, []).append(part["seconds"].to_numpy().astype(np.float32))
+        bad = table.filter(pc.not_equal(table["status"], "ok"))
+        self.bad += bad.num_rows
+        for r in bad.slice(0, max(0, self.limit - len(self.failures))).to_pylist():
+            self.failures.append(dict(r, dataset=dataset, seed=seed))
+
+    def proxies(self) -> set[str]:
+        return set(self.status)
+
+
+def _status_lines(summary: StatusSummary) -> list[str]:
     lines = ["| proxy | ok | nonfinite | error | median seconds (alone) |", "|---|---:|---:|---:|---:|"]
-    for proxy in sorted(set(scores["proxy"].to_pylist())):
-        part = scores.filter(pc.equal(scores["proxy"], proxy))
-        status = part["status"].to_pylist()
-        secs = np.median(part["seconds"].to_numpy()) if part.num_rows else float("nan")
-        lines.append(f"| {proxy} | {status.count('ok')} | {status.count('nonfinite')} | "
-                     f"{status.count('error')} | {secs:.3f} |")
+    for proxy in sorted(summary.status):
+        status = summary.status[proxy]
+        secs = np.median(np.concatenate(summary.seconds[proxy])) if summary.seconds.get(proxy) else float("nan")
+        lines.append(f"| {proxy} | {status['ok']} | {status['nonfinite']} | {status['error']} | {secs:.3f} |")
     return lines
 
 
-def _errors(scores: pa.Table, limit: int = 10) -> list[str]:
-    bad = scores.filter(pc.not_equal(scores["status"], "ok"))
-    if bad.num_rows == 0:
+def _errors(summary: StatusSummary) -> list[str]:
+    if not summary.failures:
         return []
-    lines = ["", "## Failed cells (first {})".format(min(limit, bad.num_rows)), "",
+    lines = ["", "## Failed cells (first {})".format(len(summary.failures)), "",
              "| dataset | seed | cell | proxy | status | error |", "|---|---:|---|---|---|---|"]
-    for r in bad.slice(0, limit).to_pylist():
+    for r in summary.failures:
         err = (r["error"] or "").replace("|", "\\|")[:200]
         lines.append(f"| {r['dataset']} | {r['seed']} | {r['arch_id']} | {r['proxy']} | {r['status']} | {err} |")
     return lines
 
 
-def _ensemble_lines(ensembles: Sequence[Ensemble], scores: pa.Table) -> list[str]:
+def _ensemble_lines(ensembles: Sequence[Ensemble], scored: set[str]) -> list[str]:
     if not ensembles:
         return []
-    scored = set(scores["proxy"].to_pylist())
     return ["", "## Ensembles", "",
             "Computed from the stored scores on the cells every member scored. *pairwise acc.*: "
             "share of ordered pairs of cells with different accuracies put in the right order "
@@ -92,19 +122,93 @@ def _ensemble_lines(ensembles: Sequence[Ensemble], scores: pa.Table) -> list[str
             "zero-cost-nas reports for its vote.", ""] + [f"- {describe(e, scored)}" for e in ensembles]
 
 
-def write_report(path: Path, settings: "Settings", scores: pa.Table, metrics: pa.Table) -> Path:
+INTERVAL_COLUMNS = (
+    ("kendall_tau", "Kendall τ"), ("spearman", "Spearman ρ"), ("pearson", "Pearson r"),
+    ("precision_top_10", "P@top10%"), ("pairwise_accuracy", "pairwise acc."),
+)
+
+
+def _interval_table(metrics: pa.Table, space: str, dataset: str) -> list[str]:
+    """The pooled rows of one (space, dataset), one column per metric: value [low, high]."""
+    part = metrics.filter(pc.and_(pc.and_(pc.equal(metrics["space"], space), pc.equal(metrics["dataset"], dataset)),
+                                  pc.equal(metrics["aggregate"], "pooled")))
+    cells: dict[tuple[str, str], dict[str, Any]] = {(r["proxy"], r["metric"]): r for r in part.to_pylist()}
+    proxies = sorted({p for p, _m in cells}, key=lambda p: -abs(_value(cells.get((p, "spearman")))))
+    methods = sorted({r["ci_method"] for r in cells.values() if r["ci_method"]})
+    lines = ["| proxy | " + " | ".join(h for _, h in INTERVAL_COLUMNS) + " |", "|---|" + "---:|" * len(INTERVAL_COLUMNS)]
+    for p in proxies:
+        row = []
+        for m, _ in INTERVAL_COLUMNS:
+            r = cells.get((p, m))
+            if r is None or r["value"] is None or not np.isfinite(r["value"]):
+                row.append("–")
+            elif r["ci_low"] is None:
+                row.append(f"{r['value']:.3f}")
+            else:
+                row.append(f"{r['value']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]")
+        lines.append(f"| {p} | " + " | ".join(row) + " |")
+    level = next((r["ci_level"] for r in cells.values() if r["ci_level"]), None)
+    if level:
+        lines += ["", f"Pooled over seeds (the seeds' mean); {level:.0%} intervals by {', '.join(methods)}."]
+    return lines
+
+
+def _value(row: dict[str, Any] | None) -> float:
+    if row is None or row["value"] is None or not np.isfinite(row["value"]):
+        return 0.0
+    return float(row["value"])
+
+
+def _comparison_lines(metrics: pa.Table, comparisons: pa.Table, space: str, dataset: str,
+                      metric: str = "spearman") -> list[str]:
+    """Which proxies are separable from the best one (by pooled ``metric``), and which not."""
+    if comparisons.num_rows == 0:
+        return []
+    comp = [r for r in comparisons.to_pylist()
+            if (r["space"], r["dataset"], r["metric"]) == (space, dataset, metric)]
+    if not comp:
+        return []
+    names = {r["proxy_a"] for r in comp} | {r["proxy_b"] for r in comp}
+    pooled = metrics.filter(pc.and_(pc.and_(pc.equal(metrics["space"], space), pc.equal(metrics["dataset"], dataset)),
+                                    pc.and_(pc.equal(metrics["aggregate"], "pooled"), pc.equal(metrics["metric"], metric))))
+    value = {r["proxy"]: r["value"] for r in pooled.to_pylist() if r["proxy"] in names and r["value"] is not None
+             and np.isfinite(r["value"])}
+    if not value:
+        return []
+    best = max(value, key=lambda p: value[p])
+    level = metrics["ci_level"].drop_null()[0].as_py() if metrics["ci_level"].null_count < metrics.num_rows else 0.95
+    lines = ["", f"Paired comparisons with the best proxy by {metric} ({best}): difference "
+             f"{best} − other [{level:.0%} interval], two-sided p, Holm-adjusted over the "
+             f"{len(comp)} pairs ({comp[0]['method']}, on the cells both scored):", ""]
+    for r in sorted(comp, key=lambda r: -abs(r["difference"])):
+        if best not in (r["proxy_a"], r["proxy_b"]):
+            continue
+        sign = 1 if r["proxy_a"] == best else -1
+        other = r["proxy_b"] if sign == 1 else r["proxy_a"]
+        d, lo, hi = (sign * r["difference"], *sorted((sign * r["ci_low"], sign * r["ci_high"])))
+        verdict = "separable" if r["p_holm"] is not None and r["p_holm"] < 1 - level else "not separable"
+        lines.append(f"- {best} vs {other}: {d:+.2f} [{lo:.2f}, {hi:.2f}], p = {r['p_value']:.3g} "
+                     f"(Holm {r['p_holm']:.3g}): {verdict}")
+    return lines
+
+
+def write_report(path: Path, settings: "Settings", summary: StatusSummary, metrics: pa.Table,
+                 comparisons: pa.Table | None = None) -> Path:
     """Write ``report.md`` (atomically) and return its path."""
     lines = [
         f"# proxysweep report: {settings.name}",
         "",
-        f"Generated {dt.datetime.now().isoformat(timespec='seconds')} from {scores.num_rows} score rows. "
+        f"Generated {dt.datetime.now().isoformat(timespec='seconds')} from {summary.rows} score rows. "
         "Values are mean ± sample standard deviation over seeds; scores of lower-is-better "
         "proxies are negated first, so positive correlations mean the proxy ranks well. "
         "Top-K sets include every cell tied at the cut-off; rank 1 is the most accurate cell.",
     ]
     pairs = sorted(set(zip(metrics["space"].to_pylist(), metrics["dataset"].to_pylist(), metrics["truth"].to_pylist())))
+    comparisons = comparisons if comparisons is not None else pa.table({})
     for space, dataset, truth in pairs:
         lines += ["", f"## {space} / {dataset} (truth: `{truth}`)", ""] + _table(metrics, space, dataset)
-    lines += _ensemble_lines(settings.ensembles, scores)
-    lines += ["", "## Status and time per proxy", ""] + _status_lines(scores) + _errors(scores)
+        lines += ["", "### Pooled over seeds, with intervals", ""] + _interval_table(metrics, space, dataset)
+        lines += _comparison_lines(metrics, comparisons, space, dataset)
+    lines += _ensemble_lines(settings.ensembles, summary.proxies())
+    lines += ["", "## Status and time per proxy", ""] + _status_lines(summary) + _errors(summary)
     return atomic_write(path, "\n".join(lines) + "\n")

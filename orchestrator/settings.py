@@ -93,11 +93,25 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class BootstrapSettings:
+    """How the reducer's intervals are computed (``metrics.bootstrap``): ``n_boot``
+    resamples of cells (at least 100), a two-sided ``level`` in (0, 1), the resamples'
+    ``seed``, and the number of cells above which the correlations get Fisher z intervals
+    instead of bootstrap ones (``asymptotic_above``)."""
+
+    n_boot: int = 1000
+    level: float = 0.95
+    seed: int = 0
+    asymptotic_above: int = 2000
+
+
+@dataclass(frozen=True)
 class MetricSettings:
     """What the reducer computes (``metrics``)."""
 
     top_k_percent: tuple[float, ...] = (1, 5, 10, 50)
     kendall_top_percent: float = 10
+    bootstrap: BootstrapSettings = BootstrapSettings()
 
 
 @dataclass(frozen=True)
@@ -289,6 +303,27 @@ def _percent(value: Any, where: str) -> float:
     return float(value)
 
 
+def parse_bootstrap(boot: Mapping[str, Any]) -> BootstrapSettings:
+    """``metrics.bootstrap``, every key checked (an unknown key is a typo, not ignored)."""
+    default = BootstrapSettings()
+    unknown = sorted(set(boot) - {"n_boot", "level", "seed", "asymptotic_above"})
+    if unknown:
+        raise SweepError(f"unknown setting metrics.bootstrap.{unknown[0]}; known: asymptotic_above, level, n_boot, seed")
+    n_boot = boot.get("n_boot", default.n_boot)
+    if not _is_int(n_boot) or not 100 <= n_boot <= 1_000_000:
+        raise SweepError(f"metrics.bootstrap.n_boot must be an integer from 100 to 1000000; got {n_boot!r}")
+    level = boot.get("level", default.level)
+    if not (_is_int(level) or isinstance(level, float)) or not 0 < level < 1:
+        raise SweepError(f"metrics.bootstrap.level must be a confidence level in (0, 1), e.g. 0.95; got {level!r}")
+    seed = boot.get("seed", default.seed)
+    if not _is_int(seed) or not 0 <= seed < 2**63:
+        raise SweepError(f"metrics.bootstrap.seed must be a non-negative 64-bit integer; got {seed!r}")
+    above = boot.get("asymptotic_above", default.asymptotic_above)
+    if not _is_int(above) or not 10 <= above < 2**63:
+        raise SweepError(f"metrics.bootstrap.asymptotic_above must be an integer of at least 10 (cells); got {above!r}")
+    return BootstrapSettings(n_boot=n_boot, level=float(level), seed=seed, asymptotic_above=above)
+
+
 def parse_metrics(metrics: Mapping[str, Any]) -> MetricSettings:
     top = metrics.get("top_k_percent", (1, 5, 10, 50))
     if not isinstance(top, (list, tuple)) or not top:
@@ -296,6 +331,7 @@ def parse_metrics(metrics: Mapping[str, Any]) -> MetricSettings:
     return MetricSettings(
         top_k_percent=tuple(_percent(k, "metrics.top_k_percent") for k in top),
         kendall_top_percent=_percent(metrics.get("kendall_top_percent", 10), "metrics.kendall_top_percent"),
+        bootstrap=parse_bootstrap(_mapping(metrics.get("bootstrap"), "metrics.bootstrap")),
     )
 
 
