@@ -166,7 +166,8 @@ def vote_pairwise(scores: np.ndarray, accuracy: np.ndarray, weights: np.ndarray 
     memory)."""
     right = total = 0
     w = None if weights is None else weights.astype(np.float32)
-    boot_right = boot_total = None if w is None else np.zeros(len(w), np.float64)
+    boot_right = None if w is None else np.zeros(len(w), np.float64)
+    boot_total = None if w is None else np.zeros(len(w), np.float64)
     for rows, good, differs in _vote_blocks(scores, accuracy, block):
         right += int(good.sum())
         total += int(differs.sum())
