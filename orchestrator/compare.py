@@ -52,6 +52,16 @@ def _corr(metric: str, x: np.ndarray, y: np.ndarray) -> float:
 def compare_partition(part: Partition, settings: Settings, boots: Boots) -> pa.Table:
     """comparisons.parquet's rows for one partition."""
     boot = settings.metrics.bootstrap
+    cache: dict[tuple[str, int], np.ndarray] = {}
+
+    def ranks(proxy: str, seed: int, vec: np.ndarray, both: np.ndarray) -> np.ndarray:
+        """Average ranks of the proxy's scores on ``both`` (kept while ``both`` is all its cells)."""
+        if not np.array_equal(both, ~np.isnan(vec)):
+            return sps.rankdata(vec[both])
+        if (proxy, seed) not in cache:
+            cache[(proxy, seed)] = sps.rankdata(vec[both])
+        return cache[(proxy, seed)]
+
     singles = sorted({p for p, _s in part.scores if p in {q for q, _ in part.jobs}})
     rows: list[dict[str, Any]] = []
     for a, b in itertools.combinations(singles, 2):
@@ -68,13 +78,20 @@ def compare_partition(part: Partition, settings: Settings, boots: Boots) -> pa.T
         for metric in METRICS:
             diffs, r1s, r2s, r12s, draws = [], [], [], [], []
             for seed, va, vb, both in per_seed:
-                r1 = _corr(metric, va[both], part.accuracy[both])
-                r2 = _corr(metric, vb[both], part.accuracy[both])
+                whole = np.array_equal(both, ~np.isnan(va)) and np.array_equal(both, ~np.isnan(vb))
+                if whole:  # on all their cells: the values metrics.parquet holds
+                    r1, r2 = boots.values[(a, seed)][metric], boots.values[(b, seed)][metric]
+                else:
+                    r1 = _corr(metric, va[both], part.accuracy[both])
+                    r2 = _corr(metric, vb[both], part.accuracy[both])
                 diffs.append(r1 - r2)
                 if boots.asymptotic:
                     r1s.append(r1)
                     r2s.append(r2)
-                    r12s.append(_corr(metric, va[both], vb[both]))
+                    if metric == "spearman":
+                        r12s.append(_pearson(ranks(a, seed, va, both), ranks(b, seed, vb, both)))
+                    else:
+                        r12s.append(_corr(metric, va[both], vb[both]))
                 else:
                     draws.append(_draws(boots, a, seed, va, both, part.accuracy, metric)
                                  - _draws(boots, b, seed, vb, both, part.accuracy, metric))
@@ -95,6 +112,12 @@ def compare_partition(part: Partition, settings: Settings, boots: Boots) -> pa.T
         for r, adj in zip(mine, adjusted):
             r["p_holm"] = float(adj) if np.isfinite(adj) else None
     return pa.Table.from_pylist(rows, schema=COMPARISONS_SCHEMA)
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    dx, dy = x - x.mean(), y - y.mean()
+    denominator = float(np.sqrt((dx @ dx) * (dy @ dy)))
+    return float(dx @ dy) / denominator if denominator > 0 else float("nan")
 
 
 def _draws(boots: Boots, proxy: str, seed: int, vec: np.ndarray, both: np.ndarray, acc: np.ndarray,

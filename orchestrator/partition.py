@@ -259,14 +259,16 @@ def _single(boots: Boots, name: str, seed: int, vec: np.ndarray | None, acc: np.
         return
     s, a = vec[valid], acc[valid]
     values = ranking_metrics(s, a, settings.metrics.top_k_percent, settings.metrics.kendall_top_percent)
-    counts = kendall_counts(s, a) if pairwise or boots.asymptotic else None
-    if pairwise:
+    counts = kendall_counts(s, a) if pairwise else None
+    if counts is not None:
         values[PAIRWISE] = float(pairwise_from_counts(counts)[0])
     boots.values[(name, seed)] = values
     boots.n_cells[(name, seed)] = n
     if boots.asymptotic:
-        boots.draws[(name, seed)] = {"_pa_factor": np.array([np.sqrt((counts.n0 - counts.n1) / (counts.n0 - counts.n2))
-                                                             if counts.n0[0] > counts.n2[0] else np.nan]).ravel()}
+        if counts is not None:  # pairwise accuracy = 1/2 + tau_b / 2 * sqrt((n0 - n1) / (n0 - n2))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.sqrt((counts.n0 - counts.n1) / (counts.n0 - counts.n2).astype(np.float64))
+            boots.draws[(name, seed)] = {"_pa_factor": factor}
         return
     draws = boot_metrics(vec, acc, boots.index, settings.metrics.top_k_percent)
     if not pairwise:

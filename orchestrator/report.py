@@ -80,9 +80,13 @@ class StatusSummary:
         counts = table.group_by(["proxy", "status"]).aggregate([([], "count_all")])
         for proxy, status, count in zip(*(counts[c].to_pylist() for c in ("proxy", "status", "count_all"))):
             self.status.setdefault(proxy, Counter())[status] += count
-        for proxy in pc.unique(table["proxy"]).to_pylist():
-            part = table.filter(pc.equal(table["proxy"], proxy))
-            self.seconds.setdefault(proxy, []).append(part["seconds"].to_numpy().astype(np.float32))
+        codes = pc.dictionary_encode(table["proxy"]).combine_chunks()
+        index = codes.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(index, kind="stable")
+        bounds = np.searchsorted(index[order], np.arange(len(codes.dictionary) + 1))
+        seconds = table["seconds"].to_numpy().astype(np.float32)[order]
+        for k, proxy in enumerate(codes.dictionary.to_pylist()):
+            self.seconds.setdefault(proxy, []).append(seconds[bounds[k]:bounds[k + 1]])
         bad = table.filter(pc.not_equal(table["status"], "ok"))
         self.bad += bad.num_rows
         for r in bad.slice(0, max(0, self.limit - len(self.failures))).to_pylist():

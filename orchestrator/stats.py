@@ -163,7 +163,8 @@ def fisher_interval(metric: str, value, n, level: float, q: float | None = None)
     value = np.asarray(value, dtype=np.float64)
     z = np.arctanh(np.clip(value, -1 + 1e-12, 1 - 1e-12))
     se = fisher_se(metric, value, n)
-    return np.tanh(z - q * se), np.tanh(z + q * se)
+    # |r| = 1 is clipped before atanh: keep the interval around the value itself
+    return np.minimum(np.tanh(z - q * se), value), np.maximum(np.tanh(z + q * se), value)
 
 
 def _zou(r1, r2, r12, metric, n, q):

@@ -7,8 +7,8 @@ decorators that add a proxy or a space.
     score(model, ["synflow", "naswot"], inputs, targets)  # {"synflow": ..., "naswot": ...}
 """
 from proxies import register
-from proxysweep.results import load_metrics, load_scores
+from proxysweep.results import load_comparisons, load_metrics, load_scores
 from proxysweep.scoring import score
 from spaces import register_space
 
-__all__ = ["load_metrics", "load_scores", "register", "register_space", "score"]
+__all__ = ["load_comparisons", "load_metrics", "load_scores", "register", "register_space", "score"]

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from orchestrator.errors import SweepError
-from orchestrator.reduce import METRICS_FILE, load_config, stored_scores
+from orchestrator.reduce import COMPARISONS_FILE, METRICS_FILE, load_config, stored_scores
 from orchestrator.store import ScoreStore
 
 
@@ -48,10 +48,20 @@ def load_scores(out_dir: str | Path, truth: bool = True) -> pa.Table:
 
 def load_metrics(out_dir: str | Path) -> pa.Table:
     """The sweep's ``metrics.parquet``: one row per (space, dataset, truth, proxy or
-    ensemble, seed or aggregate, metric). The means over seeds, one column per metric:
-    ``t.to_pandas().query("aggregate == 'mean'").pivot_table(index=["dataset", "proxy"],
-    columns="metric", values="value")``."""
+    ensemble, seed or aggregate, metric), with its interval (ci_low, ci_high, ci_level,
+    ci_method, n_boot) and note. Wide, pooled over seeds, with the intervals:
+    ``t.to_pandas().query("aggregate == 'pooled'").pivot(index=["dataset", "proxy"],
+    columns="metric", values=["value", "ci_low", "ci_high"])``."""
     path = Path(out_dir) / METRICS_FILE
+    if not path.exists():
+        raise SweepError(f"{path} not found: reduce the sweep first (python -m orchestrator.reduce {out_dir})")
+    return pq.read_table(path)
+
+
+def load_comparisons(out_dir: str | Path) -> pa.Table:
+    """The sweep's ``comparisons.parquet``: one row per (space, dataset, metric, pair of
+    proxies): difference, interval, p-value and Holm-adjusted p-value."""
+    path = Path(out_dir) / COMPARISONS_FILE
     if not path.exists():
         raise SweepError(f"{path} not found: reduce the sweep first (python -m orchestrator.reduce {out_dir})")
     return pq.read_table(path)

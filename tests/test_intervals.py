@@ -11,7 +11,7 @@ from conftest import make_config
 
 from orchestrator.compare import compare_partition
 from orchestrator.errors import SweepError
-from orchestrator.partition import Boots, Partition
+from orchestrator.partition import Partition, partition_metrics
 from orchestrator.resample import (boot_correlations, boot_metrics, draw, draw_weights, sampled_pairs, vote_pairwise,
                                    vote_sampled)
 from orchestrator.settings import load_settings
@@ -178,11 +178,7 @@ def test_a_proxy_against_itself_differs_by_exactly_zero(asymptotic: bool) -> Non
                      {("a", 0): x, ("a_copy", 0): x.copy(), ("b", 0): other},
                      [("a", 0), ("a_copy", 0), ("b", 0)], [0])
     settings = _settings(above=10 if asymptotic else 2000)
-    index = None if asymptotic else draw(n, 1000, 0, "nb201", "cifar10")
-    boots = Boots(asymptotic, index)
-    if not asymptotic:
-        for name in ("a", "a_copy", "b"):
-            boots.draws[(name, 0)] = boot_correlations(part.scores[(name, 0)], y, index)
+    _rows, boots = partition_metrics(part, settings)
     rows = compare_partition(part, settings, boots).to_pylist()
     same = [r for r in rows if (r["proxy_a"], r["proxy_b"]) == ("a", "a_copy")]
     assert len(same) == 2  # spearman and kendall_tau
@@ -211,15 +207,12 @@ def test_metric_settings_out_of_range_are_one_line(override: str, message: str) 
 
 
 # --- through the reducer ------------------------------------------------------------------
-def test_reducer_writes_intervals_comparisons_and_nan_notes(tmp_path) -> None:
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+def _hand_folder(tmp_path, bootstrap: dict, proxies=("good", "noisy", "broken")):
     from handmade import manifest, write_folder
     from handmade import row as hand_row
     from test_reduce import CONFIG, truth_of
 
     from orchestrator.plan import Job
-    from orchestrator.reduce import reduce_sweep
 
     ids = [str(i) for i in range(1, 41)]
     truth = truth_of(ids)
@@ -227,11 +220,25 @@ def test_reducer_writes_intervals_comparisons_and_nan_notes(tmp_path) -> None:
     for seed in (0, 1):
         job = Job("nb201", "cifar10", seed)
         for i, t in zip(ids, truth):
-            rows += [hand_row(job, i, "good", t), hand_row(job, i, "noisy", t + 30 * ((int(i) * 7919 + seed) % 13)),
-                     hand_row(job, i, "broken", float("nan"), "nonfinite")]
-    config = dict(CONFIG, metrics={"top_k_percent": [10], "kendall_top_percent": 50,
-                                   "bootstrap": {"n_boot": 200, "seed": 3}})
-    write_folder(tmp_path, manifest("nb201", {"good": True, "noisy": True, "broken": True}), rows, config)
+            made = {"good": t, "noisy": t + 30 * ((int(i) * 7919 + seed) % 13), "other": -t + 5 * (int(i) % 3)}
+            # registered names for a vote (ensembles name registered proxies only)
+            made.update(synflow=made["good"], jacob_cov=made["noisy"], snip=made["other"])
+            rows += [hand_row(job, i, p, made[p]) for p in proxies if p in made]
+            if "broken" in proxies:
+                rows.append(hand_row(job, i, "broken", float("nan"), "nonfinite"))
+    config = dict(CONFIG, metrics={"top_k_percent": [10], "kendall_top_percent": 50, "bootstrap": bootstrap})
+    if "snip" in proxies:
+        config["ensembles"] = {"vote": ["synflow", "jacob_cov", "snip"]}
+    write_folder(tmp_path, manifest("nb201", {p: True for p in proxies}), rows, config)
+
+
+def test_reducer_writes_intervals_comparisons_and_nan_notes(tmp_path) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from orchestrator.reduce import reduce_sweep
+
+    _hand_folder(tmp_path, {"n_boot": 200, "seed": 3})
     result = reduce_sweep(tmp_path)
     m = result.metrics.to_pylist()
     good = [r for r in m if r["proxy"] == "good" and r["metric"] == "spearman"]
@@ -256,3 +263,25 @@ def test_reducer_writes_intervals_comparisons_and_nan_notes(tmp_path) -> None:
     report = result.report_path.read_text()
     assert "### Pooled over seeds, with intervals" in report
     assert "- good vs noisy: +" in report
+
+
+def test_reducer_above_the_threshold_uses_fisher_z_and_zou(tmp_path) -> None:
+    from orchestrator.ensembles import PAIRWISE
+    from orchestrator.reduce import reduce_sweep
+
+    _hand_folder(tmp_path, {"asymptotic_above": 10}, proxies=("synflow", "jacob_cov", "snip"))
+    result = reduce_sweep(tmp_path)
+    rows = result.metrics.to_pylist()
+    for r in rows:
+        if r["aggregate"] not in ("seed", "pooled") or not math.isfinite(r["value"]):
+            continue
+        if r["metric"] in ("kendall_tau", "spearman", "pearson") or (r["metric"] == PAIRWISE and "vote" not in r["proxy"]):
+            assert r["ci_method"] == "fisher-z" and r["n_boot"] is None and r["ci_low"] <= r["value"] <= r["ci_high"]
+        elif r["metric"] == PAIRWISE:  # the vote: sampled pairs, their standard error in the note
+            assert r["ci_method"] == "bootstrap-percentile" and "sampled ordered pairs" in r["note"]
+        elif r["metric"].startswith("precision"):
+            assert r["ci_method"] is None and "no interval" in r["note"]
+    # seed 0's Spearman of "good" is 1: the Fisher z interval of 1 is [1, 1]
+    good = [r for r in rows if (r["proxy"], r["metric"], r["aggregate"]) == ("synflow", "spearman", "seed")]
+    assert good[0]["ci_low"] == pytest.approx(1.0)
+    assert set(result.comparisons["method"].to_pylist()) == {"fisher-z-zou2007"}
