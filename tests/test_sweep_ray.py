@@ -144,7 +144,10 @@ def test_a_failing_proxy_becomes_error_rows_and_the_sweep_goes_on(ray_session, t
     assert all(r["status"] == "error" and r["score"] is None for r in bad)
     assert all(r["error"].startswith("ValueError: oops: by design (at proxies.py:") for r in bad)
     assert all(r["status"] == "ok" for r in rows if r["proxy"] == "params")
-    assert set(result.reduction.metrics["proxy"].to_pylist()) == {"params"}
+    metrics = result.reduction.metrics.to_pylist()
+    assert {r["proxy"] for r in metrics} == {"params", "always_fails"}
+    failed = [r for r in metrics if r["proxy"] == "always_fails"]  # nan rows that say why (issue 13)
+    assert all(r["value"] != r["value"] and "every score is nan or an error" in r["note"] for r in failed)
     assert "| always_fails | 0 | 0 | 3 |" in (tmp_path / "report.md").read_text()
 
 
