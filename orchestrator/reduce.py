@@ -31,6 +31,7 @@ from orchestrator.files import atomic_path
 from orchestrator.manifest import Manifest
 from orchestrator.metrics import ranking_metrics
 from orchestrator.report import write_report
+from orchestrator.report_html import write_html_report
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore
 from proxies import PROXIES
@@ -169,6 +170,7 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
         with atomic_path(metrics_path) as tmp:
             pq.write_table(metrics, tmp)
         report_path = write_report(out_dir / REPORT_FILE, settings, scores, metrics)
+        write_html_report(out_dir, metrics, None, scores, settings, direction=direction)
     finally:
         if own:
             store.unlock()
@@ -219,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2
     print(format_summary(summary_rows(result.metrics)))
-    print(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    print(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}\nhtml:    {result.report_path.with_name('report.html')}")
     return 0
 
 
