@@ -130,12 +130,14 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float:
 
 def proxy_correlations(scored: Scored) -> tuple[list[str], np.ndarray, dict[int, int]]:
     """Spearman's rho between every two proxies' scores, per seed over the cells every
-    proxy of that seed scored, then the mean over seeds; with the common cells' count per seed."""
+    proxy of that seed scored (a proxy with fewer than 3 usable cells in a seed is left out
+    of it), then the mean over seeds; with the common cells' count per seed. One common set
+    per seed, not one per pair: one rank per column, so nb101's 423k cells stay cheap."""
     proxies = sorted(scored.runs)
     index = {p: i for i, p in enumerate(proxies)}
     total, count, common_counts = np.zeros((len(proxies),) * 2), np.zeros((len(proxies),) * 2), {}
     for seed in sorted({s for runs in scored.runs.values() for s in runs}):
-        here = [p for p in proxies if seed in scored.runs[p] and len(scored.runs[p][seed][0])]
+        here = [p for p in proxies if seed in scored.runs[p] and len(scored.runs[p][seed][0]) >= 3]
         everyone = np.ones(len(scored.accuracy), dtype=bool)
         for p in here:
             mine = np.zeros(len(scored.accuracy), dtype=bool)

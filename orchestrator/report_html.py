@@ -140,7 +140,8 @@ def _heatmap(scored: Scored, name: str) -> str:
         return '<p class="note">Needs at least two proxies with three or more cells in common.</p>'
     counts = ", ".join(f"seed {s}: {n}" for s, n in common.items())
     caption = (f"Spearman ρ between the proxies' oriented scores, per seed over the cells every proxy of the seed "
-               f"scored (common cells: {counts}), then averaged over the {len(common)} seed(s). "
+               f"scored (common cells: {counts}; a proxy with fewer than 3 usable cells in a seed is left out of "
+               f"it), then averaged over the {len(common)} seed(s). "
                "Values near +1: the two proxies rank cells alike (one is redundant); near 0: they carry different "
                "information.")
     return _figure("heatmap", name, figures.heatmap(proxies, matrix), "correlation between proxies", html.escape(caption))
