@@ -35,8 +35,9 @@ from orchestrator.compare import COMPARISONS_SCHEMA, compare_partition
 from orchestrator.errors import SweepError
 from orchestrator.files import atomic_path
 from orchestrator.manifest import Manifest
-from orchestrator.partition import METRICS_SCHEMA, partition_metrics, read_partitions, scores_table
+from orchestrator.partition import METRICS_SCHEMA, Partition, partition_metrics, read_partitions, scores_table
 from orchestrator.report import StatusSummary, write_report
+from orchestrator.report_html import HTML_FILE, write_html_report
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard
 from proxies import PROXIES
@@ -60,18 +61,20 @@ class Reduction:
 
 
 def compute_metrics(shards: Sequence[StoredShard], settings: Settings, direction: Callable[[str], bool],
-                    summary: StatusSummary | None = None) -> tuple[pa.Table, pa.Table]:
-    """metrics.parquet's and comparisons.parquet's tables, one (space, dataset) at a time;
-    ``direction(proxy)`` says whether higher scores are better; ``summary`` collects the
-    report's status counts on the way."""
-    metric_parts, comparison_parts = [], []
+                    summary: StatusSummary | None = None) -> tuple[pa.Table, pa.Table, list[Partition]]:
+    """metrics.parquet's and comparisons.parquet's tables, one (space, dataset) at a time,
+    and the partitions (the oriented scores on the cells with truth, which report.html
+    draws); ``direction(proxy)`` says whether higher scores are better; ``summary``
+    collects the report's status counts on the way."""
+    metric_parts, comparison_parts, partitions = [], [], []
     for partition in read_partitions(shards, settings, direction, summary):
         metric_rows, boots = partition_metrics(partition, settings)
         metric_parts.append(pa.Table.from_pylist(metric_rows, schema=METRICS_SCHEMA))
         comparison_parts.append(compare_partition(partition, settings, boots))
+        partitions.append(partition)
     metrics = pa.concat_tables(metric_parts) if metric_parts else METRICS_SCHEMA.empty_table()
     comparisons = pa.concat_tables(comparison_parts) if comparison_parts else COMPARISONS_SCHEMA.empty_table()
-    return metrics, comparisons
+    return metrics, comparisons, partitions
 
 
 def load_config(out_dir: Path) -> Settings:
@@ -161,7 +164,7 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
         manifest, shards = valid_shards(store, quarantine=True)
         summary = StatusSummary()
         try:
-            metrics, comparisons = compute_metrics(shards, settings, _direction(manifest), summary)
+            metrics, comparisons, partitions = compute_metrics(shards, settings, _direction(manifest), summary)
         except (MissingDataError, ValueError) as exc:
             raise SweepError(str(exc)) from None
         except OSError:
@@ -173,9 +176,7 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
         with atomic_path(comparisons_path) as tmp:
             pq.write_table(comparisons, tmp)
         report_path = write_report(out_dir / REPORT_FILE, settings, summary, metrics, comparisons)
-        # --- HTML report (issue 13 part 3): the call to
-        # orchestrator.report_html.write_html_report(out_dir, metrics, comparisons, settings, ...)
-        # goes here, right after report.md is written.
+        write_html_report(out_dir, settings, metrics, comparisons, partitions, summary)
     finally:
         if own:
             store.unlock()
@@ -226,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2
     print(format_summary(summary_rows(result.metrics)))
-    print(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}")
+    print(f"\nmetrics: {result.metrics_path}\nreport:  {result.report_path}\nhtml:    {result.report_path.with_name(HTML_FILE)}")
     return 0
 
 

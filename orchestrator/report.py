@@ -95,12 +95,18 @@ class StatusSummary:
     def proxies(self) -> set[str]:
         return set(self.status)
 
+    def median_seconds(self) -> dict[str, float]:
+        """Proxy -> median seconds per row, over every row of the sweep."""
+        return {p: float(np.median(np.concatenate(parts))) if parts else float("nan")
+                for p, parts in self.seconds.items()}
+
 
 def _status_lines(summary: StatusSummary) -> list[str]:
     lines = ["| proxy | ok | nonfinite | error | median seconds (alone) |", "|---|---:|---:|---:|---:|"]
+    seconds = summary.median_seconds()
     for proxy in sorted(summary.status):
         status = summary.status[proxy]
-        secs = np.median(np.concatenate(summary.seconds[proxy])) if summary.seconds.get(proxy) else float("nan")
+        secs = seconds.get(proxy, float("nan"))
         lines.append(f"| {proxy} | {status['ok']} | {status['nonfinite']} | {status['error']} | {secs:.3f} |")
     return lines
 

@@ -30,6 +30,7 @@ from orchestrator.plugins import shipped_paths
 from orchestrator.pool import ShardWork, Slot, cluster_has_gpus, node_affinity, plan_slots, run_pool
 from orchestrator.progress import Progress
 from orchestrator.reduce import CONFIG_FILE, Reduction, format_summary, reduce_sweep, summary_rows
+from orchestrator.report_html import HTML_FILE
 from orchestrator.scorer import Scorer
 from orchestrator.scoring import Row
 from orchestrator.settings import Settings, load_settings
@@ -293,7 +294,8 @@ def run_sweep(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None
         prepared.store.unlock()
     if reduction is not None:
         print(format_summary(summary_rows(reduction.metrics)))
-        print(f"\nscores:  {prepared.store.scores_dir}\nmetrics: {reduction.metrics_path}\nreport:  {reduction.report_path}", flush=True)
+        print(f"\nscores:  {prepared.store.scores_dir}\nmetrics: {reduction.metrics_path}\nreport:  {reduction.report_path}"
+              f"\nhtml:    {reduction.report_path.with_name(HTML_FILE)}", flush=True)
     return SweepResult(settings.out_dir, written, reduction)
 
 

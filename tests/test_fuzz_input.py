@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import DATA_ROOT, HAVE_SHARED, REPO, data_file
-from handmade import store_pending
+from handmade import manifest, row, store_pending, write_folder
 from hypothesis import HealthCheck, event, given, settings as hyp_settings, strategies as st
 from hypothesis.control import currently_in_test_context
 from omegaconf import OmegaConf
@@ -55,8 +55,10 @@ from omegaconf import OmegaConf
 from orchestrator.config import compose_config
 from orchestrator.errors import SweepError
 from orchestrator.manifest import image_digest
+from orchestrator.plan import Job
 from orchestrator.reduce import compute_metrics
 from orchestrator.settings import Settings, load_settings
+from orchestrator.store import ScoreStore, StoredShard
 from orchestrator.sweep import Prepared, cells_with_truth, prepare
 from proxies import PROXIES
 from spaces.batches import BatchSpec
@@ -652,28 +654,28 @@ def finite_ids(table: pa.Table, id_column: str, column: str) -> list[str]:
     return [str(i) for i, a in zip(table[id_column].to_pylist(), acc) if np.isfinite(a)]
 
 
-def tiny_scores(space: str, ids: Sequence[str], proxy: str = "params") -> pa.Table:
-    """Ten cells' scores of one proxy and seed, as the store holds them (the reducer's input)."""
-    from orchestrator.store import SCHEMA
-
-    rows = [{"space": space, "dataset": "cifar10", "seed": 0, "arch_id": c,
-             "arch": "-", "proxy": proxy, "score": float(k), "status": "ok", "error": None, "seconds": 0.0,
-             "shared_seconds": 0.0, "worker": "w", "device": "cpu", "host": "h"} for k, c in enumerate(ids)]
-    return pa.Table.from_pylist(rows, schema=SCHEMA)
+def tiny_shards(space: str, ids: Sequence[str], folder: Path) -> list[StoredShard]:
+    """Ten cells' scores of one proxy and seed, stored as a sweep stores them (the reducer's
+    input)."""
+    made = manifest(space, {"params": True})
+    job = Job(space, "cifar10", 0)
+    write_folder(folder, made, [row(job, c, "params", float(k)) for k, c in enumerate(ids)], {})
+    return ScoreStore(folder).scan(made, quarantine=False).shards
 
 
 def check_reducer(settings: Settings, space: str, ids: Sequence[str], with_truth: set[str] | None, path: Path) -> None:
     """The reducer's truth join on ten scored cells: metrics over the cells with a finite
     truth value, or (bad table) a one-line ValueError naming the file, which reduce_sweep
     turns into a SweepError."""
-    scores = tiny_scores(space, ids)
-    if with_truth is None:
-        with pytest.raises(ValueError) as caught:
-            compute_metrics(scores, settings, lambda p: True)
-        message = str(SweepError(caught.value))
-        assert str(path) in message and len(message.splitlines()) == 1, message
-        return
-    metrics = compute_metrics(scores, settings, lambda p: True)
+    with tempfile.TemporaryDirectory(prefix="reduce-") as tmp:
+        shards = tiny_shards(space, ids, Path(tmp))
+        if with_truth is None:
+            with pytest.raises(ValueError) as caught:
+                compute_metrics(shards, settings, lambda p: True)
+            message = str(SweepError(caught.value))
+            assert str(path) in message and len(message.splitlines()) == 1, message
+            return
+        metrics = compute_metrics(shards, settings, lambda p: True)[0]
     usable = sum(1 for c in ids if c in with_truth)
     counts = set(metrics.filter(pc.equal(metrics["aggregate"], "seed"))["n_cells"].to_pylist())
     assert counts == ({usable} if usable >= 2 else set()), (counts, usable)
