@@ -163,27 +163,6 @@ def _mean_rank_on_truth(ensemble: Ensemble, full: dict[str, tuple[list[pa.Array]
     return out
 
 
-def scores_table(shards: Sequence[StoredShard], settings: Settings, space: str, dataset: str) -> pa.Table:
-    """arch_id, seed, proxy, score, accuracy, seconds, status of the usable rows with truth."""
-    _column, truth_ids, truth_acc = _truth(settings, dataset)
-    parts = []
-    for seed in sorted({s.job.seed for s in shards}):
-        for table in _reads([s for s in shards if s.job.seed == seed], ["arch_id", "proxy", "score", "status", "seconds"]):
-            usable = table.filter(usable_mask(table))
-            where = pc.index_in(usable["arch_id"], value_set=truth_ids)
-            kept = usable.filter(pc.is_valid(where))
-            acc = truth_acc[pc.drop_null(where).to_numpy()]
-            parts.append(pa.table({"arch_id": kept["arch_id"], "seed": pa.array(np.full(kept.num_rows, seed), pa.int64()),
-                                   "proxy": kept["proxy"], "score": kept["score"], "accuracy": acc,
-                                   "seconds": kept["seconds"], "status": kept["status"]}))
-    if not parts:
-        return pa.table({"arch_id": pa.array([], pa.string()), "seed": pa.array([], pa.int64()),
-                         "proxy": pa.array([], pa.string()), "score": pa.array([], pa.float64()),
-                         "accuracy": pa.array([], pa.float64()), "seconds": pa.array([], pa.float64()),
-                         "status": pa.array([], pa.string())})
-    return pa.concat_tables(parts)
-
-
 # --- metric rows ----------------------------------------------------------------------
 @dataclass
 class Boots:

@@ -35,7 +35,7 @@ from orchestrator.compare import COMPARISONS_SCHEMA, compare_partition
 from orchestrator.errors import SweepError
 from orchestrator.files import atomic_path
 from orchestrator.manifest import Manifest
-from orchestrator.partition import METRICS_SCHEMA, Partition, partition_metrics, read_partitions, scores_table
+from orchestrator.partition import METRICS_SCHEMA, Partition, partition_metrics, read_partitions
 from orchestrator.report import StatusSummary, write_report
 from orchestrator.report_html import HTML_FILE, write_html_report
 from orchestrator.settings import Settings, load_settings
@@ -48,7 +48,7 @@ METRICS_FILE = "metrics.parquet"
 COMPARISONS_FILE = "comparisons.parquet"
 REPORT_FILE = "report.md"
 
-__all__ = ["METRICS_SCHEMA", "COMPARISONS_SCHEMA", "Reduction", "reduce_sweep", "scores_with_truth"]
+__all__ = ["METRICS_SCHEMA", "COMPARISONS_SCHEMA", "Reduction", "reduce_sweep"]
 
 
 @dataclass(frozen=True)
@@ -89,24 +89,11 @@ def stored_scores(store: ScoreStore, quarantine: bool) -> tuple[Manifest, pa.Tab
     """Every valid stored row of the folder and its manifest; SweepError if there is none.
     A file whose data turns out damaged beyond its footer is set aside (with
     ``quarantine``) and named, so that the sweep scores it again."""
-    manifest = Manifest.read(store.out_dir)
-    if manifest is None:
-        raise SweepError(f"no sweep.json in {store.out_dir}: not the output folder of a proxysweep sweep")
-    shards = store.scan(manifest, quarantine=quarantine).shards
+    manifest, shards = valid_shards(store, quarantine)
     try:
-        scores = store.read_scores(shards)
+        return manifest, store.read_scores(shards)
     except (OSError, ValueError):
-        for shard in shards:
-            try:
-                pq.read_table(shard.path)
-            except (OSError, ValueError) as exc:
-                where = store.quarantine(shard.path) if quarantine else shard.path
-                raise SweepError(f"{shard.path} is damaged ({' '.join(str(exc).split())[:200]}); set aside to "
-                                 f"{where}: rerun the sweep to score its cells again") from None
-        raise
-    if scores.num_rows == 0:
-        raise SweepError(f"no scores under {store.scores_dir}: nothing to reduce")
-    return manifest, scores
+        raise _damaged(store, shards, quarantine) from None
 
 
 def valid_shards(store: ScoreStore, quarantine: bool) -> tuple[Manifest, list[StoredShard]]:
@@ -138,19 +125,8 @@ def _direction(manifest: Manifest) -> Callable[[str], bool]:
     return direction
 
 
-def scores_with_truth(source: ScoreStore | Path | str, settings: Settings | None, space: str, dataset: str) -> pa.Table:
-    """The usable score rows of one (space, dataset) that have truth: columns arch_id, seed,
-    proxy, score (as stored, not oriented), accuracy, seconds, status. ``source``: a store
-    or an output folder; ``settings`` default to its config.yaml."""
-    store = source if isinstance(source, ScoreStore) else ScoreStore(Path(source))
-    settings = settings or load_config(store.out_dir)
-    _manifest, shards = valid_shards(store, quarantine=False)
-    shards = [s for s in shards if (s.job.space, s.job.dataset) == (space, dataset)]
-    return scores_table(shards, settings, space, dataset)
-
-
 def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreStore | None = None) -> Reduction:
-    """Compute and write ``metrics.parquet``, ``comparisons.parquet`` and ``report.md`` for
+    """Compute and write ``metrics.parquet``, ``comparisons.parquet``, ``report.md`` and ``report.html`` for
     everything stored in ``out_dir`` (every run's scores), with ``settings`` (default: its
     config.yaml). ``store``: the driver's, already locked; otherwise the folder is locked here."""
     out_dir = Path(out_dir)

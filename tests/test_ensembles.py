@@ -14,7 +14,9 @@ from conftest import DATA_ROOT, data_file
 from handmade import manifest, write_folder
 from handmade import row as hand_row
 
-from orchestrator.ensembles import Ensemble, mean_rank, parse_ensembles, vote_pairwise_accuracy
+from orchestrator.ensembles import Ensemble, mean_rank, parse_ensembles
+from orchestrator.resample import vote_pairwise
+from orchestrator.stats import pairwise_accuracy
 from orchestrator.errors import SweepError
 from orchestrator.plan import Job
 from orchestrator.reduce import reduce_sweep
@@ -42,6 +44,11 @@ ACC = [1.0, 2.0, 3.0]
 PERFECT, REVERSED, TIED = [1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 2.0]
 
 
+def vote_pairwise_accuracy(scores: np.ndarray, accuracy: np.ndarray, block: int = 256) -> float:
+    """The reducer's exact vote count (its value without resamples)."""
+    return vote_pairwise(scores, accuracy, block=block)[0]
+
+
 def test_vote_worked_by_hand() -> None:
     # Ordered pairs and votes for "first is better" (perfect, reversed, tied):
     # (1,0): yes no no -> 1 of 3, predicts 0 better, wrong.  (0,1): no yes no -> right.
@@ -52,11 +59,11 @@ def test_vote_worked_by_hand() -> None:
 
 def test_single_proxy_pairwise_accuracy() -> None:
     acc = np.array(ACC)
-    assert vote_pairwise_accuracy(np.array([PERFECT]), acc) == 1.0
-    assert vote_pairwise_accuracy(np.array([REVERSED]), acc) == 0.0
-    # a tie votes for the second cell: of (0,1) and (1,0) exactly one is right
-    assert vote_pairwise_accuracy(np.array([TIED]), acc) == pytest.approx(5 / 6)
-    assert vote_pairwise_accuracy(np.array([[7.0, 7.0, 7.0]]), acc) == 0.5
+    for scores, want in ((PERFECT, 1.0), (REVERSED, 0.0),
+                         (TIED, 5 / 6),  # a tie votes for the second cell: of (0,1) and (1,0) one is right
+                         ([7.0, 7.0, 7.0], 0.5)):
+        assert vote_pairwise_accuracy(np.array([scores]), acc) == pytest.approx(want)
+        assert pairwise_accuracy(np.array(scores), acc) == pytest.approx(want)  # the one-voter count
 
 
 def test_vote_of_two_needs_one_vote() -> None:
