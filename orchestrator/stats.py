@@ -27,6 +27,7 @@ Everything here is vectorised numpy and never holds an n x n matrix:
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -202,13 +203,10 @@ def percentile_interval(samples: np.ndarray, level: float, axis: int = -1) -> tu
     """Percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13); nan resamples (a
     resample where the metric is undefined) are left out."""
     alpha = (1 - level) / 2
-    with np.errstate(invalid="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            low = np.nanquantile(samples, alpha, axis=axis)
-            high = np.nanquantile(samples, 1 - alpha, axis=axis)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-nan row: nan, said once here
+        low = np.nanquantile(samples, alpha, axis=axis)
+        high = np.nanquantile(samples, 1 - alpha, axis=axis)
     return low, high
 
 
