@@ -14,13 +14,13 @@ dataset), per metric. Only the pooled comparison is stored (seed null).
 from __future__ import annotations
 
 import itertools
-import warnings
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from scipy import stats as sps
 
+from orchestrator.metrics import kendall_tau_b, pearson, spearman
 from orchestrator.partition import BOOTSTRAP, Boots, Partition
 from orchestrator.resample import boot_correlations
 from orchestrator.settings import Settings
@@ -43,10 +43,7 @@ COMPARISONS_SCHEMA = pa.schema(
 
 
 def _corr(metric: str, x: np.ndarray, y: np.ndarray) -> float:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fn = sps.spearmanr if metric == "spearman" else sps.kendalltau
-        return float(fn(x, y).statistic)
+    return spearman(x, y) if metric == "spearman" else kendall_tau_b(x, y)
 
 
 def compare_partition(part: Partition, settings: Settings, boots: Boots) -> pa.Table:
@@ -89,7 +86,7 @@ def compare_partition(part: Partition, settings: Settings, boots: Boots) -> pa.T
                     r1s.append(r1)
                     r2s.append(r2)
                     if metric == "spearman":
-                        r12s.append(_pearson(ranks(a, seed, va, both), ranks(b, seed, vb, both)))
+                        r12s.append(pearson(ranks(a, seed, va, both), ranks(b, seed, vb, both)))
                     else:
                         r12s.append(_corr(metric, va[both], vb[both]))
                 else:
@@ -112,12 +109,6 @@ def compare_partition(part: Partition, settings: Settings, boots: Boots) -> pa.T
         for r, adj in zip(mine, adjusted):
             r["p_holm"] = float(adj) if np.isfinite(adj) else None
     return pa.Table.from_pylist(rows, schema=COMPARISONS_SCHEMA)
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    dx, dy = x - x.mean(), y - y.mean()
-    denominator = float(np.sqrt((dx @ dx) * (dy @ dy)))
-    return float(dx @ dy) / denominator if denominator > 0 else float("nan")
 
 
 def _draws(boots: Boots, proxy: str, seed: int, vec: np.ndarray, both: np.ndarray, acc: np.ndarray,

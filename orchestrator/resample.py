@@ -98,20 +98,11 @@ def boot_metrics(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray,
         s = scores[index[part]]
         a = np.where(np.isnan(s), np.nan, accuracy[index[part]])
         valid_n = (~np.isnan(s)).sum(axis=1)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            rs = stats.rankdata(s, axis=1, nan_policy="omit")
-            ra = stats.rankdata(a, axis=1, nan_policy="omit")
-        put("spearman", row_pearson(rs, ra))
+        rhos, taus = _row_correlations(s, a)
+        put("spearman", rhos)
         finite = np.isfinite(s)
         put("pearson", row_pearson(np.where(finite, s, np.nan), np.where(finite, a, np.nan)))
         s_sorted, a_sorted = np.sort(s, axis=1), np.sort(a, axis=1)
-        taus = np.empty(len(s))
-        for i in range(len(s)):
-            keep = ~np.isnan(s[i])
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                taus[i] = stats.kendalltau(s[i, keep], a[i, keep]).statistic if keep.sum() > 1 else np.nan
         put("kendall_tau", taus)
         n0 = valid_n * (valid_n - 1) // 2
         n1, n2 = _row_ties(s_sorted), _row_ties(a_sorted)
@@ -132,14 +123,21 @@ def boot_correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarra
     for part in chunks(n_boot, n_cells):
         s = scores[index[part]]
         a = np.where(np.isnan(s), np.nan, accuracy[index[part]])
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out["spearman"].append(row_pearson(stats.rankdata(s, axis=1, nan_policy="omit"),
-                                               stats.rankdata(a, axis=1, nan_policy="omit")))
-            taus = [stats.kendalltau(row[~np.isnan(row)], acc[~np.isnan(row)]).statistic
-                    if (~np.isnan(row)).sum() > 1 else np.nan for row, acc in zip(s, a)]
-        out["kendall_tau"].append(np.asarray(taus, dtype=np.float64))
+        rhos, taus = _row_correlations(s, a)
+        out["spearman"].append(rhos)
+        out["kendall_tau"].append(taus)
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _row_correlations(s: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Spearman's rho (Pearson's r of average ranks) and Kendall's tau-b of each row pair,
+    the row's nan cells (not drawn, or not scored) left out."""
+    with warnings.catch_warnings():  # a constant row: scipy warns and gives nan, the answer
+        warnings.simplefilter("ignore")
+        rhos = row_pearson(stats.rankdata(s, axis=1, nan_policy="omit"), stats.rankdata(a, axis=1, nan_policy="omit"))
+        taus = [stats.kendalltau(row[~np.isnan(row)], acc[~np.isnan(row)]).statistic
+                if (~np.isnan(row)).sum() > 1 else np.nan for row, acc in zip(s, a)]
+    return rhos, np.asarray(taus, dtype=np.float64)
 
 
 # --- the vote of several proxies --------------------------------------------------------
