@@ -31,12 +31,17 @@ COLUMNS = (
 )
 
 
-def _cell(mean: float | None, std: float | None, integer: bool) -> str:
-    if mean is None or not np.isfinite(mean):
+def fmt(value: float | None, integer: bool = False) -> str:
+    """A metric as both reports print it: 3 decimals (ranks: none), "–" when undefined."""
+    if value is None or not np.isfinite(value):
         return "–"
-    text = f"{mean:.0f}" if integer else f"{mean:.3f}"
-    if std is not None and np.isfinite(std):
-        text += f" ± {std:.0f}" if integer else f" ± {std:.3f}"
+    return f"{value:.0f}" if integer else f"{value:.3f}"
+
+
+def _cell(mean: float | None, std: float | None, integer: bool) -> str:
+    text = fmt(mean, integer)
+    if text != "–" and std is not None and np.isfinite(std):
+        text += f" ± {fmt(std, integer)}"
     return text
 
 

@@ -14,6 +14,8 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
+from orchestrator.report import fmt
+
 #: metric families in the order of the ranking table's columns, and their headings
 FAMILIES = (
     ("kendall_tau", "Kendall τ"), ("spearman", "Spearman ρ"), ("pearson", "Pearson r"),
@@ -111,12 +113,6 @@ def read_stats(metrics: pa.Table) -> dict[tuple[str, str], DatasetStats]:
 def slug(*parts: str) -> str:
     """An HTML id from names (anything but letters, digits, - and _ becomes -)."""
     return re.sub(r"[^A-Za-z0-9_-]+", "-", "-".join(parts)).strip("-")
-
-
-def fmt(value: float, integer: bool = False) -> str:
-    if value is None or not math.isfinite(value):
-        return "–"
-    return f"{value:.0f}" if integer else f"{value:.3f}"
 
 
 def stat_cell(stat: Stat | None, integer: bool = False) -> str:
