@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
+from orchestrator.metrics import pearson
+
 if TYPE_CHECKING:
     from orchestrator.partition import Partition
 
@@ -82,15 +84,9 @@ def rank_pairs(cells: np.ndarray, scores: np.ndarray, accuracy: np.ndarray, limi
     subsampled (seeded, without replacement) to at most ``limit`` points; with Spearman's
     rho over all cells and their count."""
     x, y = ranks(scores), ranks(accuracy[cells])
-    rho = _corr(x, y)
+    rho = pearson(x, y)
     pick = np.random.default_rng(seed).choice(len(x), size=limit, replace=False) if len(x) > limit else slice(None)
     return x[pick], y[pick], rho, len(x)
-
-
-def _corr(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def proxy_correlations(scored: Scored) -> tuple[list[str], np.ndarray, dict[int, int]]:
