@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from spaces.nb101 import NB101Space
-from spaces.nb101_enumerate import NUM_CELLS, enumerate_cells, to_table, write_table
+from spaces.nb101.space import NB101Space
+from spaces.nb101.enumeration import NUM_CELLS, enumerate_cells, to_table, write_table
 
 
 def main() -> None:

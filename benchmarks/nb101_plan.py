@@ -3,7 +3,7 @@
     python benchmarks/nb101_plan.py [--data-root ../shared/data] [Hydra overrides...]
 
 Uses the cached cell table (enumerate it first, e.g. with a sweep or
-``python -m spaces.nb101_enumerate``). Times ``load_settings`` + ``prepare`` (cell table
+``python -m spaces.nb101.enumeration``). Times ``load_settings`` + ``prepare`` (cell table
 read, selection, the store's listing, the shards of every job's missing pairs, the images
 read and the fixed batches drawn, sweep.json written) into a fresh output folder, then repeats the planning under tracemalloc for the peak of Python
 allocations, and prints what the plan holds.

@@ -31,8 +31,8 @@ from orchestrator.scoring import JobInputs, Worker, cell_seed, score_cell, seed_
 from orchestrator.settings import load_settings
 from orchestrator.sweep import prepare
 from spaces import make_space
-from spaces.batches import BatchSpec, draw_batch
-from spaces.images import read_images
+from benchdata.batches import BatchSpec, draw_batch
+from benchdata.images import read_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import config, timed_scoring  # noqa: E402

@@ -29,9 +29,9 @@ from orchestrator.scoring import cell_seed, seed_everything
 from proxies import ScoringContext, get_proxy
 from proxysweep import load_scores
 from spaces import make_space
-from spaces.batches import BatchSpec, derive_seed, draw_batch
-from spaces.images import read_images
-from spaces.nb201_network import Cell
+from benchdata.batches import BatchSpec, derive_seed, draw_batch
+from benchdata.images import read_images
+from spaces.nb201.network import Cell
 
 PARAMS = {"batch_size": 64, "augment": True, "mode": "train"}
 # dataset -> (classes, truth column, image file), as conf/space/nb201.yaml and conf/config.yaml set them

@@ -33,8 +33,8 @@ from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, cell_seed, exact_cuda, score_cell, seed_everything
 from orchestrator.settings import load_settings
 from spaces import make_space
-from spaces.batches import BatchSpec, draw_batch
-from spaces.images import read_images
+from benchdata.batches import BatchSpec, draw_batch
+from benchdata.images import read_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import config, timed_scoring  # noqa: E402

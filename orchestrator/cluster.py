@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = "proxysweep"
 #: the packages scorer actors import; shipped to clusters joined by address
-PACKAGES = ("orchestrator", "proxies", "spaces")
+PACKAGES = ("orchestrator", "proxies", "spaces", "benchdata")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from orchestrator.plan import Job
 from orchestrator.settings import ProxyRun
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 
 @dataclass(frozen=True)

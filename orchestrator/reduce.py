@@ -41,7 +41,7 @@ from orchestrator.report_html import HTML_FILE, write_html_report
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard
 from proxies import PROXIES
-from spaces.data_root import MissingDataError, resolve_root
+from benchdata.root import MissingDataError, resolve_root
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.parquet"

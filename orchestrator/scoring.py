@@ -24,7 +24,7 @@ from spaces.base import SearchSpace
 if TYPE_CHECKING:
     from orchestrator.plan import Job
     from orchestrator.settings import ProxyRun
-from spaces.batches import BatchSpec, derive_seed
+from benchdata.batches import BatchSpec, derive_seed
 
 Row = dict[str, Any]
 

@@ -23,9 +23,9 @@ from orchestrator.errors import SweepError
 from orchestrator.plugins import load_plugins
 from spaces import SPACES, get_space
 from spaces.base import SearchSpace, require_files
-from spaces.batches import NORMALIZATION, BatchSpec
-from spaces.data_root import MissingDataError, find_data, resolve_root
-from spaces.images import HOW_TO_OBTAIN
+from benchdata.batches import NORMALIZATION, BatchSpec
+from benchdata.root import MissingDataError, find_data, resolve_root
+from benchdata.images import HOW_TO_OBTAIN
 from spaces.registry import score_settings
 
 #: cell selections and the settings each needs

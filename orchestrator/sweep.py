@@ -36,8 +36,8 @@ from orchestrator.scoring import Row
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard, covered, versions
 from proxies.context import require_batches
-from spaces.batches import draw_batch
-from spaces.images import read_images
+from benchdata.batches import draw_batch
+from benchdata.images import read_images
 
 
 @dataclass

@@ -14,7 +14,7 @@ from torch import nn
 
 from proxies.context import ScoringContext, batch_spec, join_patterns, pack_codes, set_mode
 from proxies.registry import register
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 
 @register("naswot", defaults={"batch_size": 128, "augment": False, "mode": "train"})  # augtype none

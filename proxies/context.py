@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.batches import BatchSpec, require_images
+from benchdata.batches import BatchSpec, require_images
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

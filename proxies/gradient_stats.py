@@ -82,7 +82,7 @@ def xi_gsnr(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     training images without augmentation (``--augtype none``), xi = 1e-8
     (``--random_xi``), train mode, BatchNorm kept, gradients not zeroed between batches.
     The reference draws each batch from a fresh shuffled loader, so its batches may share
-    images; here they are disjoint (spaces/batches.py). Its NAS-Bench-101 variant
+    images; here they are disjoint (benchdata/batches.py). Its NAS-Bench-101 variant
     (per-sample gradients of one batch of 8) is not implemented.
     """
     xi = float(params["xi"])

@@ -18,7 +18,7 @@ from torch import nn
 from orchestrator.scoring import run_proxies
 from orchestrator.settings import ProxyRun
 from proxies import ScoringContext, get_proxy
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 Tensors = torch.Tensor | Sequence[torch.Tensor]
 

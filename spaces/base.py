@@ -67,7 +67,7 @@ class SearchSpace(Protocol):
 def require_files(root: Path | None, needed: Sequence[tuple[str, str]]) -> None:
     """Raise MissingDataError for the first needed file that is neither under ``root``
     nor among the embedded defaults."""
-    from spaces.data_root import require_data
+    from benchdata.root import require_data
 
     for rel, how in needed:
         require_data(root, rel, how)

@@ -43,7 +43,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def data_file(name: str) -> Path:
     """A file of the data root, or its embedded default; skips (fails under CI) if neither."""
-    from spaces.data_root import find_data
+    from benchdata.root import find_data
 
     path = find_data(DATA_ROOT, name)
     if not path.exists():
@@ -82,7 +82,7 @@ def ray_session() -> Iterator[str]:
 def nb101_cache(tmp_path_factory) -> Path:
     """A cache folder holding the NAS-Bench-101 cell table, enumerated once per session
     (about half a minute on two cores); NB101 tests point ``space.nb101.cache_dir`` here."""
-    from spaces.nb101 import NB101Space
+    from spaces.nb101.space import NB101Space
 
     folder = tmp_path_factory.mktemp("nb101_cache")
     NB101Space({"cache_dir": str(folder)}).cell_table()

@@ -7,7 +7,7 @@ import torch
 from conftest import make_config
 
 from orchestrator.settings import load_settings
-from spaces.batches import NORMALIZATION, BatchSpec, draw_batch
+from benchdata.batches import NORMALIZATION, BatchSpec, draw_batch
 
 N_IMAGES = 50
 

@@ -63,7 +63,7 @@ def test_the_smoke_sweep_needs_no_data_root(tmp_path) -> None:
 
     from orchestrator.settings import load_settings
     from orchestrator.sweep import prepare
-    from spaces.data_root import EMBEDDED_DIR
+    from benchdata.root import EMBEDDED_DIR
 
     empty = tmp_path / "data"
     empty.mkdir()

@@ -13,7 +13,7 @@ import pytest
 from conftest import DATA_ROOT, REPO
 
 from orchestrator.data.__main__ import main
-from spaces.data_root import EMBEDDED_DIR
+from benchdata.root import EMBEDDED_DIR
 
 FILE_LINE = re.compile(r"^  (\S+)\s+(data root|embedded|path|missing)\s+(.*)$")
 SWEEP_NAMES = sorted(p.stem for p in (REPO / "conf" / "sweep").glob("*.yaml"))

@@ -2,7 +2,7 @@
 thread, range requests, a mode that cuts the connection half-way, a mode that ignores
 ranges) serving small archives built here in the official layout: a
 ``cifar-10-batches-py/`` (or ``cifar-100-python/``) folder of protocol-2 pickles with the
-official keys, read back with latin1 as ``spaces.images`` reads the real ones."""
+official keys, read back with latin1 as ``benchdata.images`` reads the real ones."""
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +26,7 @@ from netutil import free_ports
 from orchestrator.data.__main__ import main
 from orchestrator.data.download import ByteProgress
 from orchestrator.data.fetch import DATASETS
-from spaces.images import read_images
+from benchdata.images import read_images
 
 C10 = DATASETS["cifar10"]
 C100 = DATASETS["cifar100"]

@@ -61,8 +61,8 @@ from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard
 from orchestrator.sweep import Prepared, cells_with_truth, prepare
 from proxies import PROXIES
-from spaces.batches import BatchSpec
-from spaces.data_root import EMBEDDED_DIR
+from benchdata.batches import BatchSpec
+from benchdata.root import EMBEDDED_DIR
 
 NB201_CELLS = 15625
 SMOKE_IMAGES = 1000  # cifar10_smoke.npz, the smoke sweep's images

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from spaces.batches import NORMALIZATION, BatchSpec, draw_batch
-from spaces.data_root import MissingDataError
-from spaces.images import read_images
+from benchdata.batches import NORMALIZATION, BatchSpec, draw_batch
+from benchdata.root import MissingDataError
+from benchdata.images import read_images
 
 
 def _pickle(path, obj) -> None:
@@ -87,7 +87,7 @@ def test_fixed_batch_is_deterministic_and_normalised(data_root) -> None:
 
 
 def test_augmentation_is_a_crop_of_the_zero_padded_image_maybe_mirrored() -> None:
-    from spaces.batches import _crop_and_flip
+    from benchdata.batches import _crop_and_flip
 
     n, side, pad = 40, 8, 1  # pad = side // 8
     x = np.arange(1, n * 3 * side * side + 1, dtype=np.float32).reshape(n, 3, side, side)

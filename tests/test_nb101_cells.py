@@ -9,12 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import data_file
 
-from spaces.nb101 import NB101Space
-from spaces.nb101_cell import (
+from spaces.nb101.space import NB101Space
+from spaces.nb101.cell import (
     CONV1X1, CONV3X3, INPUT, MAXPOOL3X3, OUTPUT, NB101Cell, official_order, op_labels, parse_arch, prune,
 )
-from spaces.nb101_enumerate import NUM_CELLS, _edges, enumerate_cells, hash_many
-from spaces.nb101_hash import cell_hash, module_hash
+from spaces.nb101.enumeration import NUM_CELLS, _edges, enumerate_cells, hash_many
+from spaces.nb101.hashing import cell_hash, module_hash
 
 C3, C1, MP = CONV3X3, CONV1X1, MAXPOOL3X3
 

@@ -10,9 +10,9 @@ from conftest import data_file
 import torch
 
 from spaces import make_space
-from spaces.nb101_cell import NB101Cell, official_order, prune
-from spaces.nb101_hash import cell_hash
-from spaces.nb101_network import build_network, trainable_parameters
+from spaces.nb101.cell import NB101Cell, official_order, prune
+from spaces.nb101.hashing import cell_hash
+from spaces.nb101.network import build_network, trainable_parameters
 
 #: a sample cell stored in a numbering the benchmark did not train (same hash)
 MOVED_HASH = "0001a2f6c8977346ccd12fa0c435bf42"

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO
 
-from spaces import protowire as pw
-from spaces.nb101_tfrecord import convert, decode_metrics, decode_record
-from spaces.tfrecord import TFRecordError, crc32c, crc32c_many, read_records, write_records
+from spaces.nb101 import protowire as pw
+from spaces.nb101.convert import convert, decode_metrics, decode_record
+from spaces.nb101.tfrecord import TFRecordError, crc32c, crc32c_many, read_records, write_records
 
 # three real cells of the sample table (hash, pruned adjacency, operations)
 CELLS = [
@@ -182,7 +182,7 @@ def test_a_corrupted_record_is_one_clear_error(official_file, tmp_path) -> None:
     with pytest.raises(TFRecordError, match=rf"nasbench_corrupt\.tfrecord: record 4 \(byte offset {start}\): data checksum mismatch"):
         convert(bad, tmp_path / "never.parquet")
     assert not (tmp_path / "never.parquet").exists()
-    proc = subprocess.run([sys.executable, "-m", "spaces.nb101_tfrecord", "convert", str(bad), str(tmp_path / "x.parquet")],
+    proc = subprocess.run([sys.executable, "-m", "spaces.nb101.convert", "convert", str(bad), str(tmp_path / "x.parquet")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -215,7 +215,7 @@ def test_a_record_that_is_not_nasbench_is_named(tmp_path) -> None:
 def test_converter_cli_writes_the_table(official_file, tmp_path) -> None:
     path, _ = official_file
     out = tmp_path / "nb101_only108.parquet"
-    proc = subprocess.run([sys.executable, "-m", "spaces.nb101_tfrecord", "convert", str(path), str(out)],
+    proc = subprocess.run([sys.executable, "-m", "spaces.nb101.convert", "convert", str(path), str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "2 cells" in proc.stdout and out.exists()

@@ -9,8 +9,8 @@ from conftest import data_file
 import torch
 
 from spaces import make_space
-from spaces.nb201 import NUM_CELLS, format_cell, parse_cell
-from spaces.nb201_network import EDGES, OPS
+from spaces.nb201.space import NUM_CELLS, format_cell, parse_cell
+from spaces.nb201.network import EDGES, OPS
 
 SETTINGS = {"truth_file": "nb201_accuracy.parquet", "truth": {"cifar10": "cifar10_valid_test"}}
 

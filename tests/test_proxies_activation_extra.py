@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from proxies import ScoringContext, get_proxy
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 
 def context(model: nn.Module, batches: dict, input_shape=(1, 1, 4)) -> ScoringContext:

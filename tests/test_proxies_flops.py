@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from proxies import ScoringContext, get_proxy
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 
 class FlopNet(nn.Module):

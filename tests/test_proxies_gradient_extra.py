@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from proxies import ScoringContext, get_proxy
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 SPEC = BatchSpec(size=4, augment=False)
 PIXELS = 3

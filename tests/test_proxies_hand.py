@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from proxies import ScoringContext, get_proxy
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 SPEC2 = BatchSpec(size=2, augment=False)
 SPEC3 = BatchSpec(size=3, augment=False)

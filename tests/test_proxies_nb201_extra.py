@@ -10,8 +10,8 @@ from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, score_cell
 from orchestrator.settings import ProxyRun
 from spaces import make_space
-from spaces.batches import BatchSpec, draw_batch
-from spaces.images import read_images
+from benchdata.batches import BatchSpec, draw_batch
+from benchdata.images import read_images
 
 SMALL = {
     "zen": {"mixup_gamma": 1e-2, "batch_size": 4, "repeat": 2, "mode": "train"},

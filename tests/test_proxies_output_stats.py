@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from proxies import PROXIES, ScoringContext, get_proxy
-from spaces.batches import BatchSpec
+from benchdata.batches import BatchSpec
 
 EPS = 1e-5  # BatchNorm's epsilon
 

@@ -24,8 +24,8 @@ from orchestrator.scoring import cell_seed, seed_everything
 from orchestrator.sweep import run_sweep
 from proxysweep import load_metrics, load_scores, score
 from spaces import make_space
-from spaces.batches import BatchSpec, draw_batch
-from spaces.images import read_images
+from benchdata.batches import BatchSpec, draw_batch
+from benchdata.images import read_images
 
 CELLS = ["7", "1234", "5000", "15000"]
 BASE = ["+sweep=nb201_smoke", "cells=ids", f"cells.ids=[{','.join(CELLS)}]", "sweep.seeds=[0]",
@@ -185,7 +185,7 @@ def test_score_from_python_equals_the_sweep(base) -> None:
     arch = settings_space.cells().archs[int(cell)]
     seed_everything(cell_seed("nb201", 0, cell))
     model = settings_space.build(settings_space.parse(arch), 10).train()
-    x, y = read_images(REPO / "spaces" / "embedded" / "cifar10_smoke.npz", "cifar10")
+    x, y = read_images(REPO / "benchdata" / "embedded" / "cifar10_smoke.npz", "cifar10")
     inputs, targets = draw_batch(x, y, "cifar10", 0, BatchSpec(16, False))
     got = score(model, ["synflow", "naswot", "params"], inputs, targets, seed=cell_seed("nb201", 0, cell))
     stored = {r["proxy"]: r["score"] for r in load_scores(base, truth=False).to_pylist() if r["arch_id"] == int(cell)}

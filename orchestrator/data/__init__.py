@@ -4,7 +4,7 @@
   resumable HTTP transfer in ``download.py``);
 - ``convert`` builds the NAS-Bench-201 truth table from the official benchmark files
   (``nb201_convert.py``, reading them with ``nb201_files.py``) and the NAS-Bench-101 one
-  through ``spaces.nb101_tfrecord``;
+  through ``spaces.nb101.convert``;
 - ``check`` tells which data files are present, which come from the embedded defaults and
   what each sweep still lacks (``check.py``).
 

@@ -27,7 +27,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def default_root() -> Path:
     """The root ``conf/config.yaml`` gives ``data.root``: ``$PROXYSWEEP_DATA``, else ./data."""
-    from spaces.data_root import ENV_VAR, resolve_root
+    from benchdata.root import ENV_VAR, resolve_root
 
     return resolve_root(os.environ.get(ENV_VAR) or "data")
 
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="nb201: the NAS-Bench-201 table (nb201_accuracy.parquet's columns) from "
         "NAS-Bench-201-v1_0-e61699.pth, NAS-Bench-201-v1_1-096897.pth or the NATS-tss-v1_0-3ffb9-simple "
         "folder. nb101: the NAS-Bench-101 table from nasbench_only108.tfrecord or nasbench_full.tfrecord "
-        "(spaces.nb101_tfrecord).",
+        "(spaces.nb101.convert).",
         epilog="example: python -m orchestrator.data convert nb201 NATS-tss-v1_0-3ffb9-simple "
         "/data/nb201_accuracy.parquet")
     convert.add_argument("benchmark", choices=["nb201", "nb101"])
@@ -107,9 +107,9 @@ def run_convert(args: argparse.Namespace) -> int:
 
 
 def convert_nb101(src: Path, out: Path, verify: bool) -> int:
-    """The existing converter (spaces.nb101_tfrecord), which writes atomically itself."""
-    from spaces.nb101_tfrecord import convert
-    from spaces.tfrecord import TFRecordError
+    """The existing converter (spaces.nb101.convert), which writes atomically itself."""
+    from spaces.nb101.convert import convert
+    from spaces.nb101.tfrecord import TFRecordError
 
     if not src.is_file():
         raise DataError(f"no such file {src} (get the tfrecords from the links in the google-research/nasbench README)")

@@ -1,7 +1,7 @@
 """``check [OVERRIDES...] [--all-sweeps]``: which data files are there, and which sweeps can run.
 
-Every file is looked up exactly as a sweep looks it up (``spaces.data_root.find_data``):
-under the data root first, then among the embedded defaults (``spaces/embedded``), else it
+Every file is looked up exactly as a sweep looks it up (``benchdata.root.find_data``):
+under the data root first, then among the embedded defaults (``benchdata/embedded``), else it
 is missing. The sweeps come from ``conf/sweep/*.yaml``, each composed with the user's
 overrides by ``orchestrator.config.compose_config`` (the composer ``python -m orchestrator``
 uses) and checked by ``orchestrator.settings.load_settings(check_files=False)``; what a
@@ -30,7 +30,7 @@ from orchestrator.config import CONF_DIR, compose_config
 from orchestrator.data import DataError
 from orchestrator.data.fetch import DATASETS
 from orchestrator.errors import SweepError
-from spaces.data_root import EMBEDDED_DIR, ENV_VAR, find_data, resolve_root
+from benchdata.root import EMBEDDED_DIR, ENV_VAR, find_data, resolve_root
 
 SWEEP_OVERRIDE = re.compile(r"^\+{1,2}sweep=(.+)$")
 
@@ -133,7 +133,7 @@ def inspect_sweep(name: str, overrides: Sequence[str]) -> SweepReport:
 def known_files(base: Mapping[str, Any], root: Path, reports: Sequence[SweepReport]) -> dict[str, tuple[list[str], str]]:
     """Every data file the root config or a sweep names: name -> (datasets, advice)."""
     from spaces import SPACES, make_space
-    from spaces.images import HOW_TO_OBTAIN
+    from benchdata.images import HOW_TO_OBTAIN
 
     files: dict[str, tuple[list[str], str]] = {}
     for space, settings in (base.get("space") or {}).items():

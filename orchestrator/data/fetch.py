@@ -1,7 +1,7 @@
 """``fetch {cifar10,cifar100}``: download, verify and unpack the official CIFAR python archives.
 
 Reference: the CIFAR page (https://www.cs.toronto.edu/~kriz/cifar.html) for the URLs, the
-archive sizes and MD5s, and the folder each archive holds; ``spaces/images.py`` for the
+archive sizes and MD5s, and the folder each archive holds; ``benchdata/images.py`` for the
 files the project reads from those folders.
 
 Steps and choices:
@@ -46,7 +46,7 @@ class Archive:
     sha256: str
     size: int
     folder: str
-    files: tuple[str, ...]  # what the project reads from the folder (spaces/images.py)
+    files: tuple[str, ...]  # what the project reads from the folder (benchdata/images.py)
 
     @property
     def name(self) -> str:

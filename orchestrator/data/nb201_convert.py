@@ -55,7 +55,7 @@ from orchestrator.data import DataError
 from orchestrator.data.nb201_files import read_nats_folder, read_pth
 from orchestrator.files import atomic_path
 from orchestrator.progress import Progress
-from spaces.nb201 import parse_cell
+from spaces.nb201.space import parse_cell
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ graphs without hashing the rest:
 
 The result is checked: the hashes are all distinct (the isomorphism classes and the hash
 classes agree, as the benchmark verified for this space) and, for the full space, there are
-exactly 423,624 of them. ``python -m spaces.nb101_enumerate OUT.parquet`` writes the table.
+exactly 423,624 of them. ``python -m spaces.nb101.enumeration OUT.parquet`` writes the table.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.files import atomic_path
-from spaces.nb101_cell import INPUT, MAX_EDGES, MAX_VERTICES, OP_CODES, OPS, OUTPUT, edge_bit
-from spaces.nb101_hash import md5_hex
+from spaces.nb101.cell import INPUT, MAX_EDGES, MAX_VERTICES, OP_CODES, OPS, OUTPUT, edge_bit
+from spaces.nb101.hashing import md5_hex
 
 NUM_CELLS = 423_624
 CACHE_FORMAT = "nb101-cells-v1"
@@ -323,7 +323,7 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spaces.nb101_enumerate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m spaces.nb101.enumeration", description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="Parquet file to write (hash, arch, adjacency, operations)")
     parser.add_argument("--max-vertices", type=int, default=MAX_VERTICES)
     parser.add_argument("--max-edges", type=int, default=MAX_EDGES)

@@ -1,7 +1,7 @@
 """Convert the official NAS-Bench-101 tfrecords into the project's Parquet truth table.
 
-    python -m spaces.nb101_tfrecord convert nasbench_only108.tfrecord nb101_only108.parquet
-    python -m spaces.nb101_tfrecord convert nasbench_full.tfrecord nb101_full.parquet
+    python -m spaces.nb101.convert convert nasbench_only108.tfrecord nb101_only108.parquet
+    python -m spaces.nb101.convert convert nasbench_full.tfrecord nb101_full.parquet
 
 Each record of the benchmark's files (one per cell, epoch budget and training repeat) is
 the UTF-8 JSON list ``[module_hash, epochs, raw_adjacency, raw_operations, raw_metrics]``
@@ -40,10 +40,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.files import atomic_path
-from spaces import protowire as pw
-from spaces.nb101_cell import op_labels
-from spaces.nb101_enumerate import hash_many
-from spaces.tfrecord import TFRecordError, read_records
+from spaces.nb101 import protowire as pw
+from spaces.nb101.cell import op_labels
+from spaces.nb101.enumeration import hash_many
+from spaces.nb101.tfrecord import TFRecordError, read_records
 
 NAN = float("nan")
 
@@ -218,7 +218,7 @@ def check_hashes(src: Path, hashes: Sequence[str], adjacency: Sequence[np.ndarra
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spaces.nb101_tfrecord", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m spaces.nb101.convert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     conv = sub.add_parser("convert", help="official tfrecord -> Parquet truth table")
     conv.add_argument("src", type=Path, help="nasbench_only108.tfrecord or nasbench_full.tfrecord")

@@ -2,7 +2,7 @@
 
 A data file is looked up under the data root first (``data.root``, or ``$PROXYSWEEP_DATA``)
 and then among the small tables proxysweep ships as embedded defaults
-(``spaces/embedded``, provenance in its README), so a fresh clone runs its smoke sweep with
+(``benchdata/embedded``, provenance in its README), so a fresh clone runs its smoke sweep with
 nothing downloaded while a user's own file of the same name always wins.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 ENV_VAR = "PROXYSWEEP_DATA"
-#: the embedded defaults: package data of ``spaces``
+#: the embedded defaults: package data of ``benchdata``
 EMBEDDED_DIR = Path(__file__).resolve().parent / "embedded"
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from spaces.nb101_cell import NB101Cell
+from spaces.nb101.cell import NB101Cell
 
 #: the benchmark's BatchNorm decay (TensorFlow), as a PyTorch momentum
 BN_MOMENTUM = 1.0 - 0.997

@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from spaces.nb101_cell import NB101Cell, op_labels
+from spaces.nb101.cell import NB101Cell, op_labels
 
 
 def md5_hex(text: str) -> str:

@@ -12,7 +12,7 @@ while the cache is derived and per user.
 Ground truth is a Parquet table with a ``hash`` column and accuracy columns
 (``truth_file``, a setting): the 30,001-cell sample (``nb101_sample_accuracy.parquet``, one
 training repeat) or a table converted from the official tfrecords by
-``python -m spaces.nb101_tfrecord convert`` (mean of the 3 repeats).
+``python -m spaces.nb101.convert convert`` (mean of the 3 repeats).
 """
 from __future__ import annotations
 
@@ -27,16 +27,16 @@ import pyarrow.parquet as pq
 from torch import nn
 
 from spaces.base import CellTable, is_number, is_text, read_table, require_files
-from spaces.data_root import find_data
+from benchdata.root import find_data
 from spaces.registry import register_space
-from spaces.nb101_cell import NB101Cell, parse_arch
-from spaces.nb101_enumerate import CACHE_FORMAT, NUM_CELLS, enumerate_cells, to_table, write_table
-from spaces.nb101_network import build_network
+from spaces.nb101.cell import NB101Cell, parse_arch
+from spaces.nb101.enumeration import CACHE_FORMAT, NUM_CELLS, enumerate_cells, to_table, write_table
+from spaces.nb101.network import build_network
 
 TRUTH_HOW_TO = (
     "a Parquet table with a 'hash' column and accuracy columns: the 30,001-cell sample "
     "nb101_sample_accuracy.parquet, or one converted from the official nasbench_only108.tfrecord "
-    "with 'python -m spaces.nb101_tfrecord convert' (see the README section 'NAS-Bench-101')"
+    "with 'python -m spaces.nb101.convert convert' (see the README section 'NAS-Bench-101')"
 )
 SPEC_COLUMNS = ("hash", "adjacency", "operations", "arch")
 
@@ -46,7 +46,7 @@ SPEC_COLUMNS = ("hash", "adjacency", "operations", "arch")
     defaults={
         # the truth source, a Parquet table with a 'hash' column: the 30,001-cell sample
         # (ONE training repeat, validation only), or nb101_only108.parquet (all cells, mean of
-        # 3 repeats, validation and test) from python -m spaces.nb101_tfrecord convert
+        # 3 repeats, validation and test) from python -m spaces.nb101.convert convert
         "truth_file": "nb101_sample_accuracy.parquet",
         # the accuracy column each dataset's scores are correlated with (the benchmark is
         # CIFAR-10 only): validation accuracy after 108 epochs, in both truth tables;
@@ -100,7 +100,7 @@ class NB101Space:
                 return table
             if self.data_root is not None and path.parent == self.data_root:
                 raise ValueError(f"{path} is not a NAS-Bench-101 cell table of this version ({CACHE_FORMAT}, "
-                                 f"{NUM_CELLS} rows): remove it, or build one with python -m spaces.nb101_enumerate")
+                                 f"{NUM_CELLS} rows): remove it, or build one with python -m spaces.nb101.enumeration")
         full = to_table(enumerate_cells())
         write_table(full, path)
         return full.select(["hash", "arch"])

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from spaces.data_root import MissingDataError
+from benchdata.root import MissingDataError
 
 HOW_TO_OBTAIN = {
     "cifar10": "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and unpack "

@@ -15,9 +15,9 @@ import pyarrow as pa
 from torch import nn
 
 from spaces.base import CellTable, is_number, is_text, read_table, require_files
-from spaces.data_root import find_data
+from benchdata.root import find_data
 from spaces.registry import register_space
-from spaces.nb201_network import EDGES, OPS, NB201Network
+from spaces.nb201.network import EDGES, OPS, NB201Network
 
 NUM_CELLS = len(OPS) ** len(EDGES)
 TRUTH_HOW_TO = (
