@@ -336,12 +336,13 @@ PROXY_FIELDS = [
                  == (float(v) if as_float else v))(name, key, type(default) is float),
           prefix=(f"sweep.proxies=[{name}]",))
     for name, p in sorted(PROXIES.items()) for key, default in sorted(p.defaults.items())
-    if not isinstance(default, dict) and _proxy_needs(name, dict(p.defaults)) <= SMOKE_IMAGES
+    if not isinstance(default, dict) and key not in p.from_space and _proxy_needs(name, dict(p.defaults)) <= SMOKE_IMAGES
 ] + [
-    Field("proxy.epsinas.weights.nb201", st.lists(st.floats(-10, 10) | st.integers(-3, 3), min_size=2, max_size=2),
+    Field(where, st.lists(st.floats(-10, 10) | st.integers(-3, 3), min_size=2, max_size=2),
           lambda v: isinstance(v, list) and len(v) == 2 and all(finite(x) for x in v), names=("proxy.epsinas.weights",),
-          shows=lambda r, v: list(r.settings.proxies[0].params["weights"]["nb201"]) == v,
-          prefix=("sweep.proxies=[epsinas]",)),
+          shows=lambda r, v: list(r.settings.proxies[0].params["weights"]) == v,
+          prefix=("sweep.proxies=[epsinas]",))
+    for where in ("proxy.epsinas.weights", "space.nb201.proxy_constants.epsinas.weights")
 ]
 
 
