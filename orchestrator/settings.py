@@ -26,7 +26,7 @@ from spaces.base import SearchSpace, require_files
 from benchdata.batches import NORMALIZATION, BatchSpec
 from benchdata.root import MissingDataError, find_data, resolve_root
 from benchdata.images import HOW_TO_OBTAIN
-from spaces.registry import score_settings
+from spaces.registry import score_settings, truth_columns
 
 #: cell selections and the settings each needs
 CELL_SELECTIONS = {
@@ -150,8 +150,10 @@ class Settings:
         """Where each dataset's images are: under the data root, else embedded."""
         return {d: find_data(self.data_root, name) for d, name in self.image_names.items()}
 
-    def truth_column(self, dataset: str) -> str:
-        return str(self.space_settings["truth"][dataset])
+    def truth_columns(self, dataset: str) -> tuple[str, ...]:
+        """The accuracy columns the metrics of ``dataset`` are computed against, the main
+        one first (``space.<name>.truth.<dataset>``: a column or a list of them)."""
+        return truth_columns(self.space_settings["truth"], dataset)
 
     def batch_specs(self) -> tuple[BatchSpec, ...]:
         """Every distinct fixed batch the requested proxies read."""

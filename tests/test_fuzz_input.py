@@ -258,7 +258,7 @@ FIELDS = [
     Field("space.nb201.cells_per_stage", st.integers(1, 6), positive,
           shows=lambda r, v: r.settings.space_settings["cells_per_stage"] == v),
     Field("space.nb201.truth.cifar10", st.sampled_from(nb201_numeric_columns() + ["arch_str", "arch_index", "nope"]),
-          lambda v: v in nb201_numeric_columns(), shows=lambda r, v: r.settings.truth_column("cifar10") == v),
+          lambda v: v in nb201_numeric_columns(), shows=lambda r, v: r.settings.truth_columns("cifar10") == (v,)),
     Field("space.nb201.truth_file", st.sampled_from(["nb201_accuracy.parquet", "nope.parquet", "cifar10_sample.npz", "README.md"]),
           lambda v: v == "nb201_accuracy.parquet",
           names=("space.nb201.truth_file", "missing data file", "is not a", ".parquet", ".npz", "README.md"),
