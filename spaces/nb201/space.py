@@ -134,6 +134,31 @@ class NB201Space:
     def build(self, spec: object, num_classes: int) -> nn.Module:
         return NB201Network(spec, num_classes, self.channels, self.cells_per_stage)  # type: ignore[arg-type]
 
+    @staticmethod
+    def convert(src: Path, out: Path, verify: bool = True) -> list[str]:
+        """the NAS-Bench-201 table (nb201_accuracy.parquet's columns) from
+        NAS-Bench-201-v1_0-e61699.pth, NAS-Bench-201-v1_1-096897.pth or the
+        NATS-tss-v1_0-3ffb9-simple folder (spaces/nb201/convert.py). Returns the lines
+        to print; DataError on a bad input. ``verify`` has no effect: every entry is
+        checked as it is read."""
+        import sys
+
+        from orchestrator.progress import Progress
+        from spaces.nb201.convert import convert, missing_counts
+
+        table = convert(src, out, progress=lambda n: Progress(n, stream=sys.stdout, every=5.0))
+        return [f"{table.num_rows} cells -> {out}"] + [
+            f"note: {column} is NaN for {n} of {table.num_rows} cells (the input has no such results)"
+            for column, n in missing_counts(table).items()]
+
+    @staticmethod
+    def convert_hint(name: str, path: Path) -> str | None:
+        """The command that makes the missing data file ``name`` at ``path``, if it is a
+        NB201 table."""
+        if not name.startswith("nb201"):
+            return None
+        return f"python -m orchestrator.data convert nb201 NAS-Bench-201-v1_1-096897.pth (or NATS-tss-v1_0-3ffb9-simple/) {path}"
+
     def truth_columns(self) -> Sequence[str]:
         """The numeric columns besides the index: text or booleans are never accuracies."""
         return [f.name for f in self._table.schema if f.name not in ("arch_index", "arch_str") and is_number(f.type)]
