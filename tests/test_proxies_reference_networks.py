@@ -36,7 +36,7 @@ def context(model: nn.Module, batches: dict, built: list, make: type, input_shap
         built.append(variant)
         return make()
 
-    return ScoringContext(model.train(), batches, input_shape, 2, torch.device("cpu"), "toy", variants)
+    return ScoringContext(model.train(), batches, input_shape, 2, torch.device("cpu"), variants)
 
 
 def run(name: str, ctx: ScoringContext, **params) -> float:
