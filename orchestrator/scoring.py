@@ -4,8 +4,9 @@ Determinism: the torch, numpy and Python RNGs are seeded from (sweep seed, space
 before the model is built, and again from (that seed, proxy name) before each proxy, so a
 score depends on neither the shard, the worker, the order nor the other proxies requested.
 A proxy that scores another network of the cell (``spaces.base.NetworkVariant``) builds it
-under its own seed, on the CPU, so that network too is the same everywhere. A proxy that raises gives an error row (score null), one that returns nan or inf a
-``nonfinite`` row that keeps the value; the other proxies go on.
+under its own seed, on the CPU, so that network too is the same everywhere. A proxy that
+raises gives an error row (score null), one that returns nan or inf a ``nonfinite`` row
+that keeps the value; the other proxies go on.
 """
 from __future__ import annotations
 

@@ -68,9 +68,9 @@ def linear_regions(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
 
     Changed: the count is exact (rows compared bit for bit); the reference finds equal
     patterns with a half-precision product and sums 1/multiplicity per sample in float32,
-    so it gives the same integer up to rounding (e.g. 2963.9998 for 2964 on an NB201 cell, checked against its code). The
-    network holds the cell's operations only, where TE-NAS's supernet masks all
-    candidates but one. Seen in the reference: the Kaiming re-initialisation it asks for
+    so it gives the same integer up to rounding (e.g. 2963.9998 for 2964 on an NB201 cell,
+    checked against its code). The network holds the cell's operations only, where
+    TE-NAS's supernet masks all candidates but one. Seen in the reference: the Kaiming re-initialisation it asks for
     never runs (ntk_cond's docstring says why); ``init: none`` reproduces that.
     ``network: full`` counts on the cell's benchmark network instead; its two residual
     reductions need a side divisible by 4 (``crop: 4``, or ``crop: null`` for whole

@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-
 from torch import nn
 
 from benchdata.batches import BatchSpec
