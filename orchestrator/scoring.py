@@ -3,11 +3,14 @@
 Determinism: the torch, numpy and Python RNGs are seeded from (sweep seed, space, cell id)
 before the model is built, and again from (that seed, proxy name) before each proxy, so a
 score depends on neither the shard, the worker, the order nor the other proxies requested.
-A proxy that raises gives an error row (score null), one that returns nan or inf a
-``nonfinite`` row that keeps the value; the other proxies go on.
+A proxy that scores another network of the cell (``spaces.base.NetworkVariant``) builds it
+under its own seed, on the CPU, so that network too is the same everywhere. A proxy that
+raises gives an error row (score null), one that returns nan or inf a ``nonfinite`` row
+that keeps the value; the other proxies go on.
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -141,7 +144,8 @@ def score_cell(
     seed_everything(seed)
     start = time.perf_counter()
     try:
-        model = space.build(space.parse(arch), job.num_classes).to(worker.device).train()
+        spec = space.parse(arch)
+        model = space.build(spec, job.num_classes).to(worker.device).train()
     except Exception as exc:  # a malformed or unbuildable cell: every proxy gets the error
         error = f"building the model failed: {describe_error(exc)}"
         return [
@@ -150,7 +154,9 @@ def score_cell(
             for run in proxies
         ]
     build_seconds = time.perf_counter() - start
-    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device)
+    build_variant = getattr(space, "build_variant", None)  # the optional hook (spaces.base.BuildsVariants)
+    variants = functools.partial(build_variant, spec, job.num_classes) if build_variant is not None else None
+    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, variants)
     return [
         {**base, "proxy": o.name, "score": o.score, "status": o.status, "error": o.error,
          "seconds": o.seconds, "shared_seconds": o.shared_seconds}

@@ -2,10 +2,11 @@
 
 Everything a user can get wrong is checked here, before Ray starts, with one clear line:
 names of the space, datasets and proxies, every proxy's and space's settings (against the
-defaults they were registered with), seeds, shard size, the cell selection, the cluster
-and metrics sections, ensembles, plugins, the data files. Cell ids themselves are checked
-against the space in ``plan``. The driver, the reducer and the report all take these
-objects; nothing downstream reads the raw config.
+defaults they were registered with), whether the space builds the network each proxy asks
+for, seeds, shard size, the cell selection, the cluster and metrics sections, ensembles,
+plugins, the data files. Cell ids themselves are checked against the space in ``plan``.
+The driver, the reducer and the report all take these objects; nothing downstream reads
+the raw config.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ import proxies as proxy_registry
 from orchestrator.ensembles import Ensemble, parse_ensembles
 from orchestrator.errors import SweepError
 from orchestrator.plugins import load_plugins
+from proxies.networks import requested_variant
 from spaces import SPACES, get_space
-from spaces.base import SearchSpace, require_files
+from spaces.base import SearchSpace, require_files, require_variant
 from benchdata.batches import NORMALIZATION, BatchSpec
 from benchdata.root import MissingDataError, find_data, resolve_root
 from benchdata.images import HOW_TO_OBTAIN
@@ -433,9 +435,25 @@ def load_settings(cfg: DictConfig | Mapping[str, Any], check_files: bool = True)
         reduce=_bool(resolved.get("reduce", True), "reduce"),
         resolved=resolved,
     )
+    check_networks(settings)
     if check_files:
         check_data_files(settings)
     return settings
+
+
+def check_networks(settings: Settings) -> None:
+    """SweepError naming the proxy's ``network`` setting if the space cannot build the
+    network a proxy asks for (``spaces.base.BuildsVariants``): once, before any work."""
+    for run in settings.proxies:
+        variant = requested_variant(run.params)
+        if variant is None:
+            continue
+        try:
+            require_variant(settings.search_space, variant)
+        except ValueError as exc:
+            network = run.params["network"]
+            raise SweepError(f"proxy.{run.name}.network={network}: {exc}; set proxy.{run.name}.network=full "
+                             f"to score the benchmark's network") from None
 
 
 def data_needs(settings: Settings) -> list[tuple[str, str]]:

@@ -1,7 +1,8 @@
 """Activation proxies: what the units of an untrained network do on a batch.
 
 naswot and linear_regions read ReLU activation patterns (one shared hooked forward when
-their batch settings match); meco reads the correlation of every module's feature maps.
+their batch settings match and linear_regions counts on the cell's benchmark network); meco
+reads the correlation of every module's feature maps.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from proxies.context import ScoringContext, batch_spec, join_patterns, pack_codes, set_mode
+from proxies.context import ScoringContext, batch_spec, batch_specs, join_patterns, pack_codes, set_mode
+from proxies.networks import INITS, check_network_settings, network_input, reinitialise, scored_network
 from proxies.registry import register
-from benchdata.batches import BatchSpec
 
 
 @register("naswot", defaults={"batch_size": 128, "augment": False, "mode": "train"})  # augtype none
@@ -34,39 +35,70 @@ def naswot(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
 
 @register(
     "linear_regions",
-    # 3000 images in forward batches of 1000 (prune_tenas.py: sample_batch 3); crop: see below
-    defaults={"batch_size": 3000, "augment": False, "crop": 4, "forward_batch": 1000, "mode": "train"},
+    # prune_tenas.py, NAS-Bench-201: Linear_Region_Collector(input_size=(1000, 1, 3, 3),
+    # sample_batch=3), C=1, N=1, depth 1, no stem, init kaiming_normal (fan-in for the
+    # regions), --repeat 3
+    defaults={"batch_size": 3000, "augment": False, "crop": 3, "forward_batch": 1000, "mode": "train",
+              "network": "thin", "channels": 1, "cells_per_stage": 1, "depth": 1, "stem": False, "repeat": 3,
+              "init": "kaiming_normal_fan_in"},
+    choices={"network": ("thin", "full"), "init": INITS},
+    check=lambda params: check_network_settings("linear_regions", params),
 )
 def linear_regions(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Number of linear regions of TE-NAS (Chen et al., ICLR 2021, "Neural Architecture
     Search on ImageNet in Four GPU Hours"), VITA-Group/TENAS
-    lib/procedures/linear_region_counter.py: the number of distinct activation patterns
+    lib/procedures/linear_region_counter.py on the network prune_tenas.py scores for
+    NAS-Bench-201 (commit 9df78ff, June 2021): the number of distinct activation patterns
     (which units of every ReLU with a 4-D input are active) over a set of input samples,
     i.e. how many of the piecewise-linear pieces of the network the samples fall into.
+    Per repeat: re-initialise the network, count on a batch of its own; the score is the
+    mean over ``repeat`` repeats (TE-NAS averages its per-repeat changes of the count).
 
-    Reference choices kept: train mode (BatchNorm on batch statistics, each forward batch
-    normalised on its own), every nn.ReLU with a 4-D input counted whether or not it reaches
-    the output, 3000 training images without augmentation seen as 3 forward batches of
-    1000, each image reduced to one random crop (``crop``, RandomCrop without padding).
-    Changed: the reference crops 3x3 pixels with one random channel because it counts on a
-    1-channel one-cell network; a whole NB201 network needs 3 channels and a side divisible
-    by 4 (its two residual reductions), so the default crop is 4x4 of all channels.
+    Reference choices kept (config defaults): the thin network TE-NAS builds for the
+    regions (``network: thin``): one cell with C = 1 channel and no stem, then the
+    benchmark's head (prune_tenas.py ``model_config_thin``: C=1, N=1, depth 1,
+    use_stem False); each sample one random 3x3 crop (RandomCrop without padding) of one
+    random channel (``RandChannel``) of a training image without augmentation; 3000
+    samples seen as 3 forward batches of 1000 (``input_size=(1000, 1, 3, 3)``,
+    ``sample_batch=3``); train mode (BatchNorm on batch statistics, each forward batch
+    normalised on its own); every nn.ReLU with a 4-D input counted, whether or not it
+    reaches the output; Kaiming-normal re-initialisation before every repeat, fan-in as
+    prune_tenas.py asks for the regions (``init: kaiming_normal_fan_in``); 3 repeats, each
+    on new samples (``--repeat 3``; the collector's loader goes on to the next images).
 
-    With ``crop: null`` and the whole batch in one forward, the count reads the same hooked
-    forward as naswot (``ScoringContext.relu_pass``) when batch size, augmentation and mode
-    match, and costs no extra pass. The count is exact (rows compared bit for bit); the
-    reference sums 1/multiplicity per sample in float, so it gives the same integer up to
-    rounding (e.g. 2963.9998 for 2964 on an NB201 cell, checked against its code).
+    Changed: the count is exact (rows compared bit for bit); the reference finds equal
+    patterns with a half-precision product and sums 1/multiplicity per sample in float32,
+    so it gives the same integer up to rounding (e.g. 2963.9998 for 2964 on an NB201 cell,
+    checked against its code). The network holds the cell's operations only, where
+    TE-NAS's supernet masks all candidates but one. Seen in the reference: the Kaiming re-initialisation it asks for
+    never runs (ntk_cond's docstring says why); ``init: none`` reproduces that.
+    ``network: full`` counts on the cell's benchmark network instead; its two residual
+    reductions need a side divisible by 4 (``crop: 4``, or ``crop: null`` for whole
+    images). With ``network: full``, ``init: none``, ``crop: null`` and the whole batch in
+    one forward, the count reads the same hooked forward as naswot
+    (``ScoringContext.relu_pass``) when batch size, augmentation and mode match.
     """
-    spec = batch_spec(params)
     crop = params.get("crop")
-    forward_batch = params.get("forward_batch") or spec.size
-    if crop is None and forward_batch >= spec.size:
-        patterns = ctx.relu_pass(spec, params["mode"]).patterns
-    else:
-        key = ("relu_patterns", spec, params["mode"], crop, forward_batch)
-        patterns = ctx.shared(key, lambda: _cropped_patterns(ctx, spec, params["mode"], crop, forward_batch))
-    return float(count_distinct_rows(patterns))
+    net = scored_network(ctx, params)
+    counts = []
+    for spec in batch_specs(params):
+        forward_batch = params.get("forward_batch") or spec.size
+        if net is None and crop is None and forward_batch >= spec.size:
+            patterns = ctx.relu_pass(spec, params["mode"]).patterns
+        elif net is None:
+            key = ("relu_patterns", spec, params["mode"], crop, forward_batch)
+            patterns = ctx.shared(key, lambda: relu_patterns(
+                ctx.model, _cropped(ctx.batch(spec)[0], crop), params["mode"], forward_batch))
+        else:
+            reinitialise(net, params["init"])
+            x = network_input(_cropped(ctx.batch(spec)[0], crop), params)
+            patterns = relu_patterns(net, x, params["mode"], forward_batch)
+        counts.append(count_distinct_rows(patterns))
+    return float(np.mean(counts))
+
+
+def _cropped(x: torch.Tensor, crop: int | None) -> torch.Tensor:
+    return x if crop is None else random_crops(x, int(crop))
 
 
 def count_distinct_rows(rows: np.ndarray) -> int:
@@ -93,14 +125,9 @@ def random_crops(x: torch.Tensor, side: int) -> torch.Tensor:
     return x[index_n, index_c, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def _cropped_patterns(
-    ctx: ScoringContext, spec: BatchSpec, mode: str, crop: int | None, forward_batch: int
-) -> np.ndarray:
-    """Packed ReLU codes of the (cropped) batch, run in chunks of ``forward_batch``."""
-    x, _ = ctx.batch(spec)
-    if crop is not None:
-        x = random_crops(x, int(crop))
-    set_mode(ctx.model, mode)
+def relu_patterns(model: nn.Module, x: torch.Tensor, mode: str, forward_batch: int) -> np.ndarray:
+    """Packed ReLU codes of the batch ``x`` on ``model``, run in chunks of ``forward_batch``."""
+    set_mode(model, mode)
     parts: list[np.ndarray] = []
     codes: list[np.ndarray] = []
 
@@ -108,13 +135,13 @@ def _cropped_patterns(
         if inputs[0].dim() == 4:
             codes.append(pack_codes(inputs[0].reshape(inputs[0].shape[0], -1) > 0))
 
-    handles = [m.register_forward_hook(hook) for m in ctx.model.modules() if isinstance(m, nn.ReLU)]
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
     try:
         with torch.no_grad():
             for start in range(0, x.shape[0], forward_batch):
                 codes.clear()
                 chunk = x[start : start + forward_batch]
-                ctx.model(chunk)
+                model(chunk)
                 parts.append(join_patterns(codes, chunk.shape[0]))
     finally:
         for h in handles:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchdata.batches import BatchSpec, require_images
+from spaces.base import NetworkVariant
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -38,11 +39,22 @@ def batch_spec(params: Mapping[str, Any]) -> BatchSpec:
     return BatchSpec(size=int(params["batch_size"]), augment=bool(params["augment"]))
 
 
+#: the settings that make a proxy read successive batches: ``num_batches`` batches that one
+#: statistic spans (ZiCo, xi-GSNR), or ``repeat`` independent evaluations, averaged, each on
+#: a batch of its own (TE-NAS)
+BATCH_COUNTS = ("num_batches", "repeat")
+
+
+def batch_count(params: Mapping[str, Any]) -> int:
+    """How many successive batches a proxy's settings ask for (1 without a count setting)."""
+    return int(next((params[k] for k in BATCH_COUNTS if k in params), 1))
+
+
 def batch_specs(params: Mapping[str, Any]) -> tuple[BatchSpec, ...]:
-    """Every batch a proxy's settings ask for: ``num_batches`` successive batches (default
-    1) of the size and augmentation of ``batch_spec``; the first is ``batch_spec`` itself."""
+    """Every batch a proxy's settings ask for: ``batch_count`` successive batches of the
+    size and augmentation of ``batch_spec``; the first is ``batch_spec`` itself."""
     first = batch_spec(params)
-    return tuple(first.with_index(k) for k in range(int(params.get("num_batches", 1))))
+    return tuple(first.with_index(k) for k in range(batch_count(params)))
 
 
 def require_batches(proxy: str, params: Mapping[str, Any], available: int, dataset: str) -> None:
@@ -50,9 +62,9 @@ def require_batches(proxy: str, params: Mapping[str, Any], available: int, datas
     ``available`` images: checked before ``batch_specs`` lists them, so that
     ``num_batches=10**9`` fails at once instead of filling memory."""
     try:
-        require_images(available, dataset, batch_spec(params).size, int(params.get("num_batches", 1)))
+        require_images(available, dataset, batch_spec(params).size, batch_count(params))
     except ValueError as exc:
-        knobs = "batch_size or num_batches" if "num_batches" in params else "batch_size"
+        knobs = " or ".join(["batch_size", *(k for k in BATCH_COUNTS if k in params)])
         raise ValueError(f"proxy.{proxy}: {exc}: lower proxy.{proxy}.{knobs}, or give {dataset} more images") from None
 
 
@@ -127,8 +139,11 @@ class ScoringContext:
         input_shape: tuple[int, ...],
         num_classes: int,
         device: torch.device,
+        variants: Callable[[NetworkVariant], nn.Module] | None = None,
     ) -> None:
         self.model = model
+        #: builds another network of the same cell (the space's ``build_variant``), if any
+        self._variants = variants
         self.batches = batches
         self.input_shape = input_shape
         self.num_classes = num_classes
@@ -169,6 +184,17 @@ class ScoringContext:
         clone.load_state_dict(self._initial)
         clone.zero_grad(set_to_none=True)
         return clone
+
+    def build_variant(self, variant: NetworkVariant) -> nn.Module:
+        """A new network of this cell as ``variant`` describes it (spaces.base), built on the
+        CPU from the torch RNG, in train mode on the context's device. Not kept: each call
+        builds one."""
+        if self._variants is None:
+            raise ValueError(
+                "this network was given as a module, not as a cell of a search space, so no other network of "
+                "the cell can be built: set the proxy's network setting to full"
+            )
+        return self._variants(variant).to(self.device).train()
 
     def shared(self, key: tuple, compute: Callable[[], Any]) -> Any:
         """The result of a shared pass, computed on first use; marks it, and the passes it

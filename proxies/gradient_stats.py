@@ -1,13 +1,14 @@
 """Proxies from per-weight statistics of loss gradients over several batches.
 
 Both references run the mean cross-entropy forward/backward once per batch on the network
-in train mode, read the gradient of every Conv2d and Linear weight after each backward, and
-never zero the gradients in between: the k-th recorded gradient is the sum of the first k
-batch gradients. ``zero_grad_between_batches: true`` records each batch's own gradient
-instead (the papers' formulas). Each batch's gradient comes from the context's shared
-loss-gradient pass, so batch 0 is the very pass grad_norm, snip, plain and fisher read when
-their batch settings match. Gradients are float32 as in the references; the statistics are
-taken in float64 (the references use numpy on float32 arrays: rounding-level differences).
+in train mode and read the gradient of every Conv2d and Linear weight after each backward.
+ZiCo zeroes the gradients before every batch, so it records each batch's own gradient
+(``zero_grad_between_batches: true``); xi-GSNR never zeroes them, so its k-th recorded
+gradient is the sum of the first k batch gradients (``false``). Each batch's gradient
+comes from the context's shared loss-gradient pass, so batch 0 is the very pass grad_norm,
+snip, plain and fisher read when their batch settings match. Gradients are float32 as in
+the references; the statistics are taken in float64 (the references use numpy on float32
+arrays: rounding-level differences).
 """
 from __future__ import annotations
 
@@ -36,23 +37,29 @@ def recorded_gradients(ctx: ScoringContext, params: Mapping[str, Any]) -> list[t
 
 @register(
     "zico", uses_labels=True,
-    # --maxbatch 2; no NB201 batch size in the reference (128 in its ImageNet scripts): 64 as
-    # the other NB201 proxies
-    defaults={"batch_size": 64, "augment": True, "num_batches": 2, "mode": "train",
-              "zero_grad_between_batches": False},
+    # evolution_search.py --maxbatch 2; --batch_size 128 in every ZiCo search script, as the paper
+    defaults={"batch_size": 128, "augment": True, "num_batches": 2, "mode": "train",
+              "zero_grad_between_batches": True},
 )
 def zico(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """ZiCo (Li, Yang, Bhardwaj and Marculescu, ICLR 2023), ``getzico``/``caculate_zico`` in
-    SLDGroup/ZiCo ZeroShotProxy/compute_zico.py: per layer, with mean |g| and standard
-    deviation (population, ddof 0) of each weight's recorded gradients over the batches,
-    log(sum over weights with nonzero deviation of mean|g| / deviation); summed over layers,
-    a layer whose sum is 0 (e.g. no weight with nonzero deviation) adds nothing.
+    SLDGroup/ZiCo ZeroShotProxy/compute_zico.py (commit d7076d5, February 2023, unchanged
+    since; the paper's Eq. 15): per Conv2d and Linear layer (weights only, biases and
+    BatchNorm not), with the mean of |g| and the standard deviation (population, ddof 0)
+    of each weight's per-batch gradients g over the batches, log(sum over weights with
+    nonzero deviation of mean|g| / deviation); summed over layers. A layer whose sum is 0
+    (no weight with nonzero deviation, e.g. a layer no gradient reaches) adds nothing.
 
-    Reference choices kept: train mode, BatchNorm kept, 2 batches (``--maxbatch 2``) of
-    augmented training images (xautodl's training transform), gradients not zeroed between
-    batches. The reference takes the batch size from the command line (128 in its ImageNet
-    scripts) and ships no NAS-Bench-201 script; the default here is 64, the batch of the
-    other NB201 gradient proxies.
+    Reference choices kept (config defaults): gradients zeroed before every batch
+    (``network.zero_grad()`` in ``getzico``; ``zero_grad_between_batches: true``); 2
+    batches (``--maxbatch 2``) of 128 augmented training images (``--batch_size 128`` in
+    its search scripts; xautodl's training transform: pad-4 random crop and flip); train
+    mode, BatchNorm on batch statistics; mean cross-entropy. Changed: a layer no gradient
+    reaches reads zeros (the reference would fail on its missing gradient). Not applied:
+    ZiCo's own search scores its networks with the residual links removed
+    (``no_reslink=True``); a space's network is scored as the benchmark built it. With
+    ``zero_grad_between_batches: false`` the recorded gradients are running sums, as in the
+    first release of compute_zico.py (commit bbabe28).
     """
     total = 0.0
     for grads in recorded_gradients(ctx, params):

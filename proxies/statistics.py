@@ -26,22 +26,34 @@ from spaces.registry import is_finite_number
 )
 def zen(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """Zen-score (Lin et al., ICCV 2021, "Zen-NAS: A Zero-Shot NAS for High-Performance
-    Deep Image Recognition"), idstcv/ZenNAS ZeroShotProxy/compute_zen_score.py.
+    Deep Image Recognition"), idstcv/ZenNAS ZeroShotProxy/compute_zen_score.py
+    ``compute_nas_score`` (commit d1d617e, September 2021; the file unchanged since
+    ec10755, its first release).
 
-    Per repeat: Gaussian re-initialisation (conv and linear weights N(0, 1), biases 0,
-    BatchNorm2d/GroupNorm weight 1 and bias 0); inputs x, e ~ N(0, 1) of the image shape;
-    F = the feature map before the final global pooling; score = log(mean over the batch
+    Per repeat: Gaussian re-initialisation (``network_weight_gaussian_init``: Conv2d and
+    Linear weights N(0, 1), their biases 0, BatchNorm2d/GroupNorm weight 1 and bias 0);
+    inputs x, e ~ N(0, 1) of the image shape, drawn after the weights; F = the feature map
+    before the final global pooling (``forward_pre_GAP``); score = log(mean over the batch
     of sum |F(x) - F(x + gamma e)|) + sum over BatchNorm2d layers of log sqrt(mean
-    running_var). The result is the mean over repeats.
+    running_var), the running variances as the two forwards (x, then the mixed input) left
+    them. The result is the mean over repeats.
 
-    Reference choices kept: train mode (BatchNorm on batch statistics; the running
-    variances it reads are those the two forwards leave, and they are not reset between
-    repeats), float32 (the reference's ``fp16=False``), no gradients, the defaults of the
-    file's command line: gamma 1e-2, batch 16, 32 repeats (its evolution search scripts
-    use batch 64 and one repeat). F is the network's ``forward_pre_GAP`` if it has one
-    (the reference's models do), else the input of the last adaptive average pooling that
-    runs. Not applied: Zen-NAS's search scores its own ResNet-like blocks with residual
-    links removed; a search space's network is scored as the benchmark built it.
+    Checked against the reference and kept (config defaults): mixup gamma 1e-2, batch 16
+    and 32 repeats (the file's own command line: ``--mixup_gamma``, ``--batch_size``,
+    ``--repeat_times``; its evolution search calls it with ``repeat=1`` and its scripts'
+    ``--batch_size 64``, a cheaper single draw per candidate); train mode (the reference
+    never changes the mode of the freshly built network, so BatchNorm runs on batch
+    statistics and updates its running statistics); the BatchNorm running statistics are
+    neither reset nor restored between repeats, so repeat k reads the variances all
+    earlier forwards left (starting from the cell's initial ones, here a fresh copy's);
+    float32 (``fp16=False``); no gradients; the log of each layer's sqrt(mean running_var)
+    summed over layers, added to the log of the expressivity. F is the network's
+    ``forward_pre_GAP`` if it has one (the reference's models do), else the input of the
+    last nn.AdaptiveAvgPool2d that runs. Changed: inputs are drawn on the CPU and moved to
+    the device (the reference draws them on the device); BatchNorm layers without running
+    statistics or affine parameters are skipped (the reference would fail on them). Not
+    applied: Zen-NAS's search scores its own ResNet-like blocks with residual links removed
+    (``no_reslink=True``); a search space's network is scored as the benchmark built it.
     """
     net = ctx.fresh_copy()
     set_mode(net, params["mode"])

@@ -6,7 +6,10 @@ Each proxy runs with its registered defaults (its reference's settings) overridd
 (the shared passes of the scoring context run once and every proxy sees the weights as
 they were given). Every proxy reads the batch you pass: its ``batch_size`` becomes that
 batch's size and no augmentation is applied (augment it yourself if you want to); a proxy
-that reads several batches (ZiCo, xi-GSNR) takes them from a list.
+that reads several batches (ZiCo, xi-GSNR, TE-NAS's repeats) takes them from a list. A
+proxy whose reference scores another network of the cell than the one given (TE-NAS's thin
+networks, HNAS's zero-cost-nas copy) is refused unless its ``network`` setting is ``full``:
+a module is not a cell, so that network cannot be built from it.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from torch import nn
 from orchestrator.scoring import run_proxies
 from orchestrator.settings import ProxyRun
 from proxies import ScoringContext, get_proxy
+from proxies.networks import requested_variant
 from benchdata.batches import BatchSpec
 from spaces import get_space
 
@@ -69,8 +73,12 @@ def score(
         run = ProxyRun(name, proxy.settings(wanted, space, constants))
         if proxy.uses_labels and targets is None:
             raise ValueError(f"{name} reads the labels: pass targets")
+        if requested_variant(run.params) is not None:
+            raise ValueError(f"{name} scores its reference's {run.params['network']} network of a cell, which score() "
+                             f"cannot build from a module: pass settings={{'{name}': {{'network': 'full'}}}}")
         if len(run.batches) > len(batches):
-            raise ValueError(f"{name} reads {len(run.batches)} batches (num_batches); pass inputs as a list of as many")
+            raise ValueError(f"{name} reads {len(run.batches)} batches (num_batches or repeat); pass inputs as a "
+                             "list of as many")
         runs.append(run)
     fixed = {
         BatchSpec(size, False, k): (x.to(device), (y if y is not None else torch.zeros(size, dtype=torch.long)).to(device))

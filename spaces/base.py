@@ -64,6 +64,81 @@ class SearchSpace(Protocol):
         """The accuracy columns a sweep's truth setting may name."""
 
 
+#: the operations a network variant is built with (``NetworkVariant.ops``)
+VARIANT_OPS = ("benchmark", "zero_cost_nas")
+
+
+@dataclass(frozen=True)
+class NetworkVariant:
+    """Another network of a cell than the benchmark's, for a proxy whose reference scores
+    another one: TE-NAS's thin networks, zero-cost-nas's own copy of the network.
+
+    ``channels``: channels of the first stage (None: the space's own); later stages scale
+    with it as in the benchmark's network. ``cells_per_stage``: cells in each stage (None:
+    the space's own). ``depth``: how many layers are kept, counted from the input over the
+    cells and reduction blocks in network order, as TE-NAS's ``depth``; 0: all. The head
+    (whatever the benchmark has after its last layer: final BatchNorm and ReLU, global
+    pooling, classifier) follows the last layer kept and takes its width. ``stem``: False
+    feeds the input straight to the first layer, so the input must have ``channels``
+    channels (the proxy chooses which image channels); True keeps the benchmark's stem,
+    which takes the images as they are. ``ops``: ``benchmark``, the benchmark's operations
+    (as ``build``), or ``zero_cost_nas``, those of SamsungLabs/zero-cost-nas's model code for
+    the space (foresight/models), which references built on it score.
+    """
+
+    channels: int | None = None
+    cells_per_stage: int | None = None
+    depth: int = 0
+    stem: bool = True
+    ops: str = "benchmark"
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "cells_per_stage"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"a network variant's {name} must be a positive integer or None; got {value!r}")
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool) or self.depth < 0:
+            raise ValueError(f"a network variant's depth must be 0 (all layers) or a number of layers; got {self.depth!r}")
+        if self.ops not in VARIANT_OPS:
+            raise ValueError(f"a network variant's ops must be one of {', '.join(VARIANT_OPS)}; got {self.ops!r}")
+
+    @property
+    def own_shape(self) -> bool:
+        """Whether the variant has the benchmark network's shape (only its ops may differ)."""
+        return (self.channels, self.cells_per_stage, self.depth, self.stem) == (None, None, 0, True)
+
+
+class BuildsVariants(Protocol):
+    """The optional part of the space contract: building other networks of a cell.
+
+    A space that has both methods builds the variants its ``check_variant`` accepts; a
+    space without them builds only its benchmark's network, and a sweep whose proxy asks
+    for another one stops at the settings check, naming the proxy's ``network`` setting.
+    Other networks are for proxies only: cell ids, parsing, truth and ``build`` are
+    unchanged.
+    """
+
+    def check_variant(self, variant: NetworkVariant) -> None:
+        """Return if ``build_variant`` builds ``variant`` for every cell of the space, else
+        raise ValueError with one line saying why not. Called once per sweep on the
+        driver, before any work, and must not read data files."""
+
+    def build_variant(self, spec: object, num_classes: int, variant: NetworkVariant) -> nn.Module:
+        """The cell's network as ``variant`` describes it, on the CPU and in train mode,
+        forward returning the logits. Its parameters come from the torch RNG only, drawn in
+        construction order as ``build`` draws them: the scorer seeds that RNG from the
+        cell's seed and the proxy's name before each proxy, so a variant is the same on
+        every worker and in every order."""
+
+
+def require_variant(space: object, variant: NetworkVariant) -> None:
+    """ValueError (one line) unless ``space`` builds ``variant`` (see ``BuildsVariants``)."""
+    check = getattr(space, "check_variant", None)
+    if check is None or not callable(getattr(space, "build_variant", None)):
+        raise ValueError(f"search space {getattr(space, 'name', space)!s} builds no other network than its benchmark's")
+    check(variant)
+
+
 def require_files(root: Path | None, needed: Sequence[tuple[str, str]]) -> None:
     """Raise MissingDataError for the first needed file that is neither under ``root``
     nor among the embedded defaults."""

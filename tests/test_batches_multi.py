@@ -46,7 +46,20 @@ def test_sweep_draws_every_batch_of_multi_batch_proxies_once() -> None:
     settings = load_settings(make_config(["sweep.proxies=[grad_norm,zico,xi_gsnr,synflow]"]), check_files=False)
     assert settings.batch_specs() == (
         *(BatchSpec(64, False, k) for k in range(8)),  # xi_gsnr: 8 plain batches
-        BatchSpec(64, True, 0), BatchSpec(64, True, 1),  # zico's first is grad_norm's batch
+        BatchSpec(64, True, 0),  # grad_norm
+        BatchSpec(128, True, 0), BatchSpec(128, True, 1),  # zico: 2 batches of 128
+    )
+    # the same settings as grad_norm's: zico's first batch is grad_norm's
+    settings = load_settings(make_config(["sweep.proxies=[grad_norm,zico]", "proxy.zico.batch_size=64"]),
+                             check_files=False)
+    assert settings.batch_specs() == (BatchSpec(64, True, 0), BatchSpec(64, True, 1))
+
+
+def test_each_repeat_of_the_tenas_proxies_reads_a_batch_of_its_own() -> None:
+    settings = load_settings(make_config(["sweep.proxies=[ntk_cond,linear_regions]"]), check_files=False)
+    assert settings.batch_specs() == (
+        *(BatchSpec(72, True, k) for k in range(3)),  # ntk_cond: 3 repeats of 72 augmented images
+        *(BatchSpec(3000, False, k) for k in range(3)),  # linear_regions: 3 repeats of 3000 images
     )
 
 

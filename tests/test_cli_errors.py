@@ -112,6 +112,10 @@ def test_unknown_dataset_in_process(tmp_path, capsys) -> None:
     ("+proxy.naswot.bach_size=3", "proxy.naswot.bach_size is not a setting of naswot (its settings: augment, batch_size, mode)"),
     ("sweep.proxies=[ntk_cond] proxy.ntk_cond.method=fast", "proxy.ntk_cond.method must be one of jacobian, layer_local"),
     ("proxy.naswot.augment=1", "proxy.naswot.augment must be true or false"),
+    ("sweep.space=nb101 sweep.proxies=[ntk_cond]", "proxy.ntk_cond.network=thin: NAS-Bench-101 builds no thin network"),
+    ("sweep.proxies=[linear_regions] proxy.linear_regions.batch_size=400",
+     "proxy.linear_regions: 3 disjoint batches of 400 asked for, but cifar10 has 1000 images: lower "
+     "proxy.linear_regions.batch_size or repeat"),
     ("+space.nb201.width=3", "space.nb201.width is not a setting of nb201"),
     ("metrics.top_k_percent=[0]", "metrics.top_k_percent must be a percentage in (0, 100]"),
     ("cluster.num_actors=0", "cluster.num_actors must be a positive integer"),

@@ -203,9 +203,10 @@ class Field:
 
 
 def _proxy_needs(name: str, params: dict) -> int:
+    """Images a proxy reads: a batch per one of its num_batches, or per repeat (TE-NAS)."""
     if not PROXIES[name].uses_images:
         return 0
-    return params["batch_size"] * params.get("num_batches", 1)
+    return params["batch_size"] * params.get("num_batches", params.get("repeat", 1))
 
 
 def _proxies_rule(v: Any) -> bool:
@@ -310,7 +311,10 @@ def _proxy_rule(name: str, key: str, v: Any) -> bool:
         ok = v is None or positive(v)
     else:
         ok = isinstance(v, str)
-    return ok and _proxy_needs(name, {**proxy.defaults, key: v}) <= SMOKE_IMAGES
+    params = {**proxy.defaults, key: v}
+    if ok and params.get("network") == "thin":  # a thin network: whole layers, and image channels without a stem
+        ok = params["depth"] >= 0 and (params["stem"] or params["channels"] <= 3)
+    return ok and _proxy_needs(name, params) <= SMOKE_IMAGES
 
 
 def _good_for(default: Any, choices: Sequence[Any] | None, key: str) -> st.SearchStrategy:
@@ -321,7 +325,7 @@ def _good_for(default: Any, choices: Sequence[Any] | None, key: str) -> st.Searc
     if type(default) is bool:
         return st.booleans()
     if type(default) is int:
-        return st.integers(1, 6) if key == "num_batches" else st.integers(1, 300)
+        return st.integers(1, 6) if key in ("num_batches", "repeat", "channels") else st.integers(1, 300)
     if type(default) is float:
         return st.floats(-1e3, 1e3) | st.integers(-5, 5)
     if default is None:

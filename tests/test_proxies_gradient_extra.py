@@ -417,6 +417,44 @@ def test_zico_from_hand_gradient_statistics(zeroed: bool) -> None:
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+class OneWeightPair(nn.Module):
+    """z = (w0 x, w1 x) + b with w = (0, 0), b = (0, 0), 2 classes; a Conv2d no input reaches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(1, 2)
+        self.unused = nn.Conv2d(1, 1, 1)
+        with torch.no_grad():
+            self.fc.weight.zero_()
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.view(len(x), 1))
+
+
+@pytest.mark.parametrize("zeroed,expected", [(True, math.log(2.0)), (False, math.log(6.0))])
+def test_zico_on_two_one_image_batches_by_hand(zeroed: bool, expected: float) -> None:
+    """With w = 0 the logits are 0, p = (1/2, 1/2) and dL/dw = (p - onehot(y)) x.
+    Batch 1: x = 2, y = 0 -> g1 = (-1/2, 1/2) * 2 = (-1, 1). Batch 2: x = 1, y = 1 ->
+    g2 = (1/2, -1/2). Zeroed before every batch (the reference): each weight's gradients
+    are +-1 and -+1/2: mean |g| = 3/4, population std = 3/4, ratio 1, so ZiCo = log(1 + 1)
+    = log 2. Running sums instead record g1 and g1 + g2 = (-1/2, 1/2): mean |g| = 3/4, std
+    = 1/4, ratio 3 per weight: log 6. The bias does not count; the unused Conv2d has no
+    gradient (zeros, deviation 0) and adds nothing."""
+    spec = BatchSpec(1, False)
+    batches = {spec: (torch.tensor([[[[2.0]]]]), torch.tensor([0])),
+               spec.with_index(1): (torch.tensor([[[[1.0]]]]), torch.tensor([1]))}
+    ctx = context(OneWeightPair(), batches, (1, 1, 1))
+    got = run("zico", ctx, batch_size=1, augment=False, mode="train", num_batches=2, zero_grad_between_batches=zeroed)
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_zico_defaults_are_the_reference_search_settings() -> None:
+    # compute_zico.py zeroes before every batch; evolution_search.py --maxbatch 2; --batch_size 128
+    assert dict(get_proxy("zico").defaults) == {"batch_size": 128, "augment": True, "num_batches": 2,
+                                                 "mode": "train", "zero_grad_between_batches": True}
+
+
 def test_zico_skips_layers_without_deviation() -> None:
     # one batch: every deviation is zero, every layer is skipped
     assert run("zico", multi_ctx(1), **BATCH, num_batches=1, zero_grad_between_batches=False) == 0.0

@@ -87,6 +87,11 @@ def test_zen_by_hand_with_running_variance_kept_over_repeats() -> None:
     assert same_state(before, state(model))  # the scored network kept its weights
 
 
+def test_zen_defaults_are_the_reference_files() -> None:
+    # compute_zen_score.py's command line: --mixup_gamma 1e-2, --batch_size 16, --repeat_times 32
+    assert dict(get_proxy("zen").defaults) == {"mixup_gamma": 1e-2, "batch_size": 16, "repeat": 32, "mode": "train"}
+
+
 def test_zen_prefers_forward_pre_gap() -> None:
     class WithPreGap(ZenToy):
         def forward_pre_GAP(self, x: torch.Tensor) -> torch.Tensor:  # the reference's hook

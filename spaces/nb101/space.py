@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from torch import nn
 
-from spaces.base import CellTable, is_number, is_text, read_table, require_files
+from spaces.base import CellTable, NetworkVariant, is_number, is_text, read_table, require_files
 from benchdata.root import find_data
 from spaces.registry import register_space
 from spaces.nb101.cell import NB101Cell, parse_arch
@@ -120,6 +120,23 @@ class NB101Space:
         if not isinstance(spec, NB101Cell):
             raise TypeError(f"NB101Space.build takes an NB101Cell, not {type(spec).__name__}")
         return build_network(spec, num_classes, self.stem_channels, self.num_stacks, self.modules_per_stack)
+
+    def check_variant(self, variant: NetworkVariant) -> None:
+        """Only the benchmark's own shape. zero-cost-nas's NB101 operations
+        (foresight/models/nasbench1_ops.py: convolution without bias, BatchNorm, ReLU) are
+        the benchmark's, so that variant is the benchmark's network. There is no thin
+        network: TE-NAS defined none for NB101, and a module splits its output channels
+        among up to five vertices, which a width of 1 or 3 channels cannot feed."""
+        if not variant.own_shape:
+            raise ValueError(
+                "NAS-Bench-101 builds no thin network (TE-NAS defined none, and its modules split their "
+                "channels among up to five vertices)"
+            )
+
+    def build_variant(self, spec: object, num_classes: int, variant: NetworkVariant) -> nn.Module:
+        """The benchmark's network (the only variant ``check_variant`` accepts)."""
+        self.check_variant(variant)
+        return self.build(spec, num_classes)
 
     # -- ground truth ---------------------------------------------------------------------
     @property

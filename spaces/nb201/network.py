@@ -7,6 +7,14 @@ BN + ReLU, global average pooling and a linear head. A cell only instantiates th
 chosen on each of its six edges, with convolutions without bias followed by affine
 BatchNorm, so parameter counts equal the benchmark's ``params`` column. ``forward`` returns
 the logits alone.
+
+The same class builds the variants proxies score (``spaces.base.NetworkVariant``): other
+widths and cells per stage, the first ``depth`` layers only, no stem (TE-NAS's thin
+networks, ``TinyNetworkDarts`` in VITA-Group/TENAS lib/models/cell_searchs/
+search_model_darts.py), and zero-cost-nas's cell operations (``zero_cost_nas_ops``: its
+foresight/models/nasbench2_ops.py builds the cells' ReLU-conv-BN with ``affine=False``,
+hence a bias on every cell convolution and BatchNorm without affine parameters or running
+statistics after it; stem, reductions and head as the benchmark's).
 """
 from __future__ import annotations
 
@@ -22,13 +30,17 @@ EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 
 
 class ReLUConvBN(nn.Sequential):
-    """ReLU, convolution without bias, affine BatchNorm: the benchmark's conv operation."""
+    """ReLU, convolution without bias, affine BatchNorm: the benchmark's conv operation.
+    With ``zero_cost_nas`` zero-cost-nas's cell operation: a convolution with bias, then
+    BatchNorm without affine parameters and without running statistics."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, zero_cost_nas: bool = False
+    ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=True, track_running_stats=True),
+            nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=zero_cost_nas),
+            nn.BatchNorm2d(c_out, affine=not zero_cost_nas, track_running_stats=not zero_cost_nas),
         )
 
 
@@ -39,16 +51,16 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
-def make_op(name: str, channels: int) -> nn.Module:
+def make_op(name: str, channels: int, zero_cost_nas: bool = False) -> nn.Module:
     """One edge operation of a cell (stride 1, channels in == channels out)."""
     if name == "none":
         return Zero()
     if name == "skip_connect":
         return nn.Identity()
     if name == "nor_conv_1x1":
-        return ReLUConvBN(channels, channels, 1, 1, 0)
+        return ReLUConvBN(channels, channels, 1, 1, 0, zero_cost_nas)
     if name == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3, 1, 1)
+        return ReLUConvBN(channels, channels, 3, 1, 1, zero_cost_nas)
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     raise ValueError(f"unknown NAS-Bench-201 operation {name!r}; expected one of {OPS}")
@@ -57,9 +69,9 @@ def make_op(name: str, channels: int) -> nn.Module:
 class Cell(nn.Module):
     """A 4-node cell: node j sums its incoming edges; node 3 is the output."""
 
-    def __init__(self, ops: Sequence[str], channels: int) -> None:
+    def __init__(self, ops: Sequence[str], channels: int, zero_cost_nas: bool = False) -> None:
         super().__init__()
-        self.edges = nn.ModuleList(make_op(op, channels) for op in ops)
+        self.edges = nn.ModuleList(make_op(op, channels, zero_cost_nas) for op in ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes = [x]
@@ -92,23 +104,36 @@ class ResidualReduction(nn.Module):
 
 
 class NB201Network(nn.Module):
-    """Stem, 3 stages x ``cells_per_stage`` cells, residual reductions, head."""
+    """Stem, 3 stages x ``cells_per_stage`` cells, residual reductions, head.
+
+    ``depth`` > 0 keeps the first ``depth`` layers (cells and reductions in order) and
+    puts the head after them, as TE-NAS's ``depth``; ``stem=False`` leaves the stem out (an
+    identity), so the input must have ``channels`` channels; ``zero_cost_nas_ops`` builds
+    the cells' convolutions as zero-cost-nas does (``ReLUConvBN``)."""
 
     def __init__(
-        self, ops: Sequence[str], num_classes: int, channels: int = 16, cells_per_stage: int = 5
+        self, ops: Sequence[str], num_classes: int, channels: int = 16, cells_per_stage: int = 5,
+        depth: int = 0, stem: bool = True, zero_cost_nas_ops: bool = False,
     ) -> None:
         super().__init__()
-        self.stem = nn.Sequential(
+        self.stem: nn.Module = nn.Sequential(
             nn.Conv2d(3, channels, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(channels)
-        )
-        layers: list[nn.Module] = []
+        ) if stem else nn.Identity()
+        plan: list[tuple[str, int]] = []  # (kind, input channels) of each layer, in order
         c = channels
         for stage in range(3):
             if stage > 0:
-                layers.append(ResidualReduction(c, 2 * c))
+                plan.append(("reduction", c))
                 c *= 2
-            layers.extend(Cell(ops, c) for _ in range(cells_per_stage))
-        self.cells = nn.Sequential(*layers)
+            plan.extend([("cell", c)] * cells_per_stage)
+        if depth > 0:
+            plan = plan[:depth]  # the layers past it are never built, as in TE-NAS
+            kind, c = plan[-1]
+            c = 2 * c if kind == "reduction" else c
+        self.cells = nn.Sequential(*(
+            ResidualReduction(c_in, 2 * c_in) if kind == "reduction" else Cell(ops, c_in, zero_cost_nas_ops)
+            for kind, c_in in plan
+        ))
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)

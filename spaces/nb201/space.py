@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import pyarrow as pa
 from torch import nn
 
-from spaces.base import CellTable, is_number, is_text, read_table, require_files
+from spaces.base import CellTable, NetworkVariant, is_number, is_text, read_table, require_files
 from benchdata.root import find_data
 from spaces.registry import register_space
 from spaces.nb201.network import EDGES, OPS, NB201Network
@@ -133,6 +133,22 @@ class NB201Space:
 
     def build(self, spec: object, num_classes: int) -> nn.Module:
         return NB201Network(spec, num_classes, self.channels, self.cells_per_stage)  # type: ignore[arg-type]
+
+    def check_variant(self, variant: NetworkVariant) -> None:
+        """Every variant is buildable: any width, cells per stage and depth, with or
+        without the stem, with the benchmark's or zero-cost-nas's cell operations."""
+
+    def build_variant(self, spec: object, num_classes: int, variant: NetworkVariant) -> nn.Module:
+        """The cell's network with ``variant``'s shape and operations (the space's own
+        width and cells per stage where the variant leaves them None), e.g. TE-NAS's thin
+        networks: ``NetworkVariant(channels=3, cells_per_stage=1)`` for its condition number,
+        ``NetworkVariant(channels=1, cells_per_stage=1, depth=1, stem=False)`` for its
+        linear regions."""
+        return NB201Network(
+            spec, num_classes, variant.channels or self.channels,  # type: ignore[arg-type]
+            variant.cells_per_stage or self.cells_per_stage, variant.depth, variant.stem,
+            variant.ops == "zero_cost_nas",
+        )
 
     @staticmethod
     def convert(src: Path, out: Path, verify: bool = True) -> list[str]:
