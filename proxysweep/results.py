@@ -52,7 +52,7 @@ def load_metrics(out_dir: str | Path) -> pa.Table:
     """The sweep's ``metrics.parquet``: one row per (space, dataset, truth, proxy or
     ensemble, seed or aggregate, metric), with its interval (ci_low, ci_high, ci_level,
     ci_method, n_boot) and note. Wide, pooled over seeds, with the intervals:
-    ``t.to_pandas().query("aggregate == 'pooled'").pivot(index=["dataset", "proxy"],
+    ``t.to_pandas().query("aggregate == 'pooled'").pivot(index=["dataset", "truth", "proxy"],
     columns="metric", values=["value", "ci_low", "ci_high"])``."""
     path = Path(out_dir) / METRICS_FILE
     if not path.exists():
