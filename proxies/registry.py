@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 ProxyFn = Callable[["ScoringContext", Mapping[str, Any]], float]
 ParamsCheck = Callable[[Mapping[str, Any]], None]
+#: (settings, search space name) -> None, or ValueError saying why the proxy cannot score that space
+SpaceCheck = Callable[[Mapping[str, Any], str], None]
 
 #: settings every image-reading proxy has; ``mode`` is shared by all
 IMAGE_SETTINGS = ("batch_size", "augment")
@@ -46,6 +48,7 @@ class Proxy:
     uses_images: bool = True
     uses_labels: bool = False
     module: str = ""
+    space_check: SpaceCheck | None = None
 
     def settings(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with ``overrides`` applied, checked; ValueError with one line naming
@@ -64,6 +67,12 @@ class Proxy:
             self.check(params)
         return params
 
+    def check_space(self, params: Mapping[str, Any], space: str) -> None:
+        """ValueError in one line if the proxy, with ``params``, cannot score the networks
+        of the search space ``space`` (checked before any work, not in every cell)."""
+        if self.space_check is not None:
+            self.space_check(params, space)
+
 
 PROXIES: dict[str, Proxy] = {}
 
@@ -77,6 +86,7 @@ def register(
     higher_is_better: bool = True,
     uses_images: bool = True,
     uses_labels: bool = False,
+    space_check: SpaceCheck | None = None,
 ) -> Callable[[ProxyFn], ProxyFn]:
     """Decorator that adds a proxy function to the registry under ``name``.
 
@@ -95,7 +105,7 @@ def register(
         if name in PROXIES:
             raise KeyError(f"proxy {name!r} is registered twice (by {PROXIES[name].module} and {fn.__module__})")
         PROXIES[name] = Proxy(name, fn, params, dict(choices or {}), check, higher_is_better,
-                              uses_images, uses_labels, fn.__module__)
+                              uses_images, uses_labels, fn.__module__, space_check)
         return fn
 
     return add
