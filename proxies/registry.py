@@ -95,6 +95,8 @@ def register(
     every proxy may have ``mode`` (``train`` or ``eval``). Overrides must keep each
     setting's type: an integer stays an integer (and positive if its default is), a float
     takes any number, a setting whose default is None takes None or a positive integer.
+    ``space_check(params, space)`` raises ValueError for a search space the proxy cannot
+    score (epsinas without a weight pair for it): the sweep stops with that line, before work.
     """
     params = dict(defaults or {})
     for key, values in (choices or {}).items():

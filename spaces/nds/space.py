@@ -72,9 +72,8 @@ DESIGN_SPACES = (
 
 
 def how_to_obtain(design: DesignSpace) -> str:
-    return (f"the NDS sweep file {design.file} (Radosavovic et al. 2019) comes in {DATA_URL}: download and unzip "
-            f"it, then put {design.file} under the data root or point space.{design.name}.truth_file at it "
-            "(see the README section 'NDS')")
+    return (f"download {DATA_URL} (NDS, Radosavovic et al. 2019), unzip it and put {design.file} under the data "
+            f"root, or set space.{design.name}.truth_file (README section 'NDS')")
 
 
 class NDSSpace:
