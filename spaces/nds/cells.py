@@ -7,7 +7,7 @@ commit 0ed0dbc, ``pycls/models/nas/nas.py``: ``NetworkCIFAR`` for the CIFAR file
 ``stem="cifar"`` or ``"imagenet"``: a record's ``net.width`` is DARTS's ``C``, ``net.depth``
 its number of cells, ``net.genotype`` the two cells. The auxiliary head (``net.aux``) and
 drop-path (``net.drop_prob``) act in training only and are left out (zero-cost scoring
-uses neither); inside cells the BatchNorm layers are affine, as pycls builds them.
+uses neither; a record with ``aux`` true would record the auxiliary head's parameters too); inside cells the BatchNorm layers are affine, as pycls builds them.
 Operations are those of the op table, which ``spaces.nds.ops`` extends by NDS's; an
 operation it does not hold is refused when the file is read.
 

@@ -107,6 +107,10 @@ class NDSSpace:
         return residual.format_arch(residual.spec_from_net(net, BLOCK_TYPES))
 
     def cells(self) -> CellTable:
+        return self._cells
+
+    @cached_property
+    def _cells(self) -> CellTable:
         return CellTable(ids=[str(i) for i in range(len(self._records))], archs=[r.arch for r in self._records])
 
     def parse(self, arch: str) -> cells.CellSpec | residual.AnyNetSpec:
