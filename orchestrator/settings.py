@@ -375,11 +375,6 @@ def load_settings(cfg: DictConfig | Mapping[str, Any], check_files: bool = True)
             raise SweepError(f"unknown proxy {n!r}; known: {', '.join(sorted(proxy_registry.PROXIES))}")
     proxy_cfg = _mapping(resolved.get("proxy"), "proxy")
     runs = tuple(parse_proxy(n, proxy_cfg.get(n)) for n in names)
-    for run in runs:  # a proxy that cannot score this space says so now, not in every cell
-        try:
-            run.proxy.check_space(run.params, space)
-        except ValueError as exc:
-            raise SweepError(str(exc)) from None
     try:  # checked now so a typo fails before scoring, not in the reducer hours later
         ensembles = tuple(parse_ensembles(resolved.get("ensembles"), known=proxy_registry.PROXIES))
     except ValueError as exc:

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
 ProxyFn = Callable[["ScoringContext", Mapping[str, Any]], float]
 ParamsCheck = Callable[[Mapping[str, Any]], None]
-#: (settings, search space name) -> None, or ValueError saying why the proxy cannot score that space
-SpaceCheck = Callable[[Mapping[str, Any], str], None]
 
 #: settings every image-reading proxy has; ``mode`` is shared by all
 IMAGE_SETTINGS = ("batch_size", "augment")
@@ -48,7 +46,6 @@ class Proxy:
     uses_images: bool = True
     uses_labels: bool = False
     module: str = ""
-    space_check: SpaceCheck | None = None
 
     def settings(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The defaults with ``overrides`` applied, checked; ValueError with one line naming
@@ -67,12 +64,6 @@ class Proxy:
             self.check(params)
         return params
 
-    def check_space(self, params: Mapping[str, Any], space: str) -> None:
-        """ValueError in one line if the proxy, with ``params``, cannot score the networks
-        of the search space ``space`` (checked before any work, not in every cell)."""
-        if self.space_check is not None:
-            self.space_check(params, space)
-
 
 PROXIES: dict[str, Proxy] = {}
 
@@ -86,7 +77,6 @@ def register(
     higher_is_better: bool = True,
     uses_images: bool = True,
     uses_labels: bool = False,
-    space_check: SpaceCheck | None = None,
 ) -> Callable[[ProxyFn], ProxyFn]:
     """Decorator that adds a proxy function to the registry under ``name``.
 
@@ -95,8 +85,6 @@ def register(
     every proxy may have ``mode`` (``train`` or ``eval``). Overrides must keep each
     setting's type: an integer stays an integer (and positive if its default is), a float
     takes any number, a setting whose default is None takes None or a positive integer.
-    ``space_check(params, space)`` raises ValueError for a search space the proxy cannot
-    score (epsinas without a weight pair for it): the sweep stops with that line, before work.
     """
     params = dict(defaults or {})
     for key, values in (choices or {}).items():
@@ -107,7 +95,7 @@ def register(
         if name in PROXIES:
             raise KeyError(f"proxy {name!r} is registered twice (by {PROXIES[name].module} and {fn.__module__})")
         PROXIES[name] = Proxy(name, fn, params, dict(choices or {}), check, higher_is_better,
-                              uses_images, uses_labels, fn.__module__, space_check)
+                              uses_images, uses_labels, fn.__module__)
         return fn
 
     return add

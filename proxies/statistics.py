@@ -107,7 +107,6 @@ def feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     defaults={"batch_size": 256, "augment": False, "mode": "train",
               "weights": {"nb201": [1.0e-7, 1.0], "nb101": [1.0e-4, 10.0]}},
     check=lambda params: _check_weight_pairs(params["weights"]),
-    space_check=lambda params, space: _check_space_weights(params["weights"], space),
 )
 def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """epsinas (Gracheva, 2023, arXiv:2302.04406, "Trainless model performance estimation
@@ -147,15 +146,6 @@ def _check_weight_pairs(weights: Mapping[str, Any]) -> None:
         numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(is_finite_number, pair))
         if not numbers:
             raise ValueError(f"proxy.epsinas.weights.{space} must be two finite numbers [low,high]; got {pair!r}")
-
-
-def _check_space_weights(weights: Mapping[str, Any], space: str) -> None:
-    """ValueError unless ``weights`` has a pair for ``space``: the reference gives pairs for
-    NB201 and NB101 only, so another space needs one chosen by the user."""
-    if space not in weights:
-        raise ValueError(f"epsinas has no weight pair for search space {space!r} (its reference gives them for "
-                         f"{', '.join(weights)} only): add one with +proxy.epsinas.weights.{space}=[low,high], or "
-                         "leave epsinas out of sweep.proxies")
 
 
 def _weight_pair(ctx: ScoringContext, params: Mapping[str, Any]) -> Sequence[float]:
