@@ -26,8 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import config  # noqa: E402
 from published import ABDELFATTAH_NB101  # noqa: E402
 
-from orchestrator.reduce import higher_is_better, summary_rows  # noqa: E402
+from orchestrator.reduce import summary_rows  # noqa: E402
 from orchestrator.sweep import run_sweep  # noqa: E402
+from proxies import PROXIES  # noqa: E402
 from proxysweep import load_scores  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def spread_and_speed(out_dir: Path, cfg, resamples: int = 1000) -> None:
                                                 rows["status"].to_pylist())
               if st in ("ok", "nonfinite") and s is not None and not np.isnan(s) and truth[i] is not None]
         s, a = np.array(ok, dtype=np.float64).T
-        s = s if higher_is_better(proxy) else -s
+        s = s if PROXIES[proxy].higher_is_better else -s
         boot = [spearmanr(s[k], a[k]).statistic for k in (rng.integers(0, len(s), len(s)) for _ in range(resamples))]
         print(f"{proxy:<16} {np.nanstd(boot):>20.3f} {seconds:>14.2f} {1 / seconds:>8.3f}")
 

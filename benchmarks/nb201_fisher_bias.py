@@ -55,7 +55,7 @@ def fisher(space, batches, classes: int, arch_id: str, arch: str, biases: bool) 
     model = space.build(space.parse(arch), classes).train()
     if biases:
         add_cell_conv_biases(model)
-    ctx = ScoringContext(model, batches, (3, 32, 32), classes, torch.device("cpu"), "nb201")
+    ctx = ScoringContext(model, batches, (3, 32, 32), classes, torch.device("cpu"))
     seed_everything(derive_seed(seed, "fisher"))
     return float(get_proxy("fisher").fn(ctx, PARAMS))
 

@@ -82,25 +82,34 @@ def _reads(shards: Sequence[StoredShard], columns: Sequence[str]) -> Iterator[pa
         yield pads.dataset(part, schema=SCHEMA, format="parquet").to_table(columns=list(columns))
 
 
-def _truth(settings: Settings, dataset: str) -> tuple[str, pa.Array, np.ndarray]:
-    column = settings.truth_column(dataset)
-    table = settings.search_space.ground_truth(dataset, column)
-    acc = np.asarray(table.column("accuracy").to_numpy(zero_copy_only=False), dtype=np.float64)
-    finite = np.isfinite(acc)
-    ids = pc.cast(table.column("arch_id"), pa.string()).filter(pa.array(finite))
-    return column, ids, acc[finite]
+def _truths(settings: Settings, dataset: str) -> tuple[tuple[str, ...], pa.Array, np.ndarray]:
+    """The dataset's truth columns, the ids of the cells with a finite value in any of
+    them, and their values (cells x columns, nan where a column has none)."""
+    columns = settings.truth_columns(dataset)
+    tables = [settings.search_space.ground_truth(dataset, c) for c in columns]
+    accs = [np.asarray(t.column("accuracy").to_numpy(zero_copy_only=False), dtype=np.float64) for t in tables]
+    ids = [pc.cast(t.column("arch_id"), pa.string()).combine_chunks() for t in tables]
+    union = pc.unique(pa.concat_arrays([i.filter(pa.array(np.isfinite(a))) for i, a in zip(ids, accs)]))
+    matrix = np.full((len(union), len(columns)), np.nan)
+    for j, (i, a) in enumerate(zip(ids, accs)):
+        where = pc.index_in(union, value_set=i)
+        found = pc.is_valid(where).to_numpy(zero_copy_only=False)
+        matrix[found, j] = a[pc.drop_null(where).to_numpy()]
+    return columns, union, matrix
 
 
 def read_partitions(shards: Sequence[StoredShard], settings: Settings, direction: Callable[[str], bool],
                     summary: Any = None) -> Iterator[Partition]:
-    """Each (space, dataset) of ``shards`` in turn, read seed by seed; ``summary`` (a
-    report.StatusSummary) is given every row's proxy, status, seconds and error."""
+    """Each (space, dataset) of ``shards`` in turn, read seed by seed once, and one
+    partition per truth column of the dataset (on the cells with a value in it);
+    ``summary`` (a report.StatusSummary) is given every row's proxy, status, seconds and
+    error."""
     by_pair: dict[tuple[str, str], dict[int, list[StoredShard]]] = {}
     for shard in shards:
         by_pair.setdefault((shard.job.space, shard.job.dataset), {}).setdefault(shard.job.seed, []).append(shard)
     rank_members = {p for e in settings.ensembles if e.kind == "mean_rank" for p in e.members}
     for (space, dataset), by_seed in sorted(by_pair.items()):
-        column, truth_ids, truth_acc = _truth(settings, dataset)
+        columns, truth_ids, truth_acc = _truths(settings, dataset)
         scores: dict[tuple[str, int], np.ndarray] = {}
         mean_ranks: dict[tuple[Ensemble, int], np.ndarray] = {}
         jobs: set[tuple[str, int]] = set()
@@ -131,12 +140,13 @@ def read_partitions(shards: Sequence[StoredShard], settings: Settings, direction
         present = np.zeros(len(truth_acc), dtype=bool)
         for vec in scores.values():
             present |= ~np.isnan(vec)
-        keep = np.flatnonzero(present)
-        yield Partition(
-            space, dataset, column, np.asarray(truth_ids.take(pa.array(keep)).to_pylist(), dtype=object),
-            truth_acc[keep], {k: v[keep] for k, v in scores.items()}, sorted(jobs), sorted(by_seed),
-            {k: v[keep] for k, v in mean_ranks.items()},
-        )
+        for j, column in enumerate(columns):
+            keep = np.flatnonzero(present & np.isfinite(truth_acc[:, j]))
+            yield Partition(
+                space, dataset, column, np.asarray(truth_ids.take(pa.array(keep)).to_pylist(), dtype=object),
+                truth_acc[keep, j], {k: v[keep] for k, v in scores.items()}, sorted(jobs), sorted(by_seed),
+                {k: v[keep] for k, v in mean_ranks.items()},
+            )
 
 
 def _mean_rank_on_truth(ensemble: Ensemble, full: dict[str, tuple[list[pa.Array], list[np.ndarray]]],

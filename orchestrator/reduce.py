@@ -160,23 +160,25 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
 
 
 def summary_rows(metrics: pa.Table, keys: Sequence[str] = ("kendall_tau", "spearman", "precision_top_10")) -> list[dict[str, Any]]:
-    """Mean and std over seeds of a few metrics, one row per (space, dataset, proxy)."""
+    """Mean and std over seeds of a few metrics, one row per (space, dataset, truth, proxy)."""
     table = metrics.filter(pc.is_in(metrics["aggregate"], pa.array(["mean", "std"])))
     rows: dict[tuple, dict[str, Any]] = {}
     for r in table.to_pylist():
-        key = (r["space"], r["dataset"], r["proxy"])
-        row = rows.setdefault(key, {"space": key[0], "dataset": key[1], "proxy": key[2], "n_cells": r["n_cells"]})
+        key = (r["space"], r["dataset"], r["truth"], r["proxy"])
+        row = rows.setdefault(key, {"space": key[0], "dataset": key[1], "truth": key[2], "proxy": key[3],
+                                    "n_cells": r["n_cells"]})
         if r["metric"] in keys:
             row[f"{r['metric']}_{r['aggregate']}"] = r["value"]
-    return [rows[k] for k in sorted(rows)]
+    order = {view: i for i, view in enumerate(dict.fromkeys(k[:3] for k in rows))}  # main truth column first
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], order[k[:3]], k[3]))]
 
 
 def format_summary(rows: list[dict[str, Any]], keys: Sequence[str] = ("kendall_tau", "spearman", "precision_top_10")) -> str:
     """A plain-text table of ``summary_rows`` for the terminal."""
-    heads = ["space", "dataset", "proxy", "cells"] + [k.replace("precision_top_", "P@top") + "%" * k.startswith("precision") for k in keys]
+    heads = ["space", "dataset", "truth", "proxy", "cells"] + [k.replace("precision_top_", "P@top") + "%" * k.startswith("precision") for k in keys]
     lines = []
     for r in rows:
-        cells = [r["space"], r["dataset"], r["proxy"], str(r["n_cells"])]
+        cells = [r["space"], r["dataset"], r["truth"], r["proxy"], str(r["n_cells"])]
         for k in keys:
             mean, std = r.get(f"{k}_mean", float("nan")), r.get(f"{k}_std", float("nan"))
             if not np.isfinite(mean):  # e.g. a vote ensemble, which has only a pairwise accuracy

@@ -45,8 +45,18 @@ def _cell(mean: float | None, std: float | None, integer: bool) -> str:
     return text
 
 
-def _table(metrics: pa.Table, space: str, dataset: str) -> list[str]:
-    part = metrics.filter(pc.and_(pc.equal(metrics["space"], space), pc.equal(metrics["dataset"], dataset)))
+View = tuple[str, str, str]  # (space, dataset, truth column): one table of the report
+
+
+def view_of(table: pa.Table, view: View) -> pa.Table:
+    """The rows of ``table`` (metrics or comparisons) computed against one view's truth."""
+    space, dataset, truth = view
+    return table.filter(pc.and_(pc.and_(pc.equal(table["space"], space), pc.equal(table["dataset"], dataset)),
+                                pc.equal(table["truth"], truth)))
+
+
+def _table(metrics: pa.Table, view: View) -> list[str]:
+    part = view_of(metrics, view)
     values: dict[tuple[str, str, str], float] = {}
     cells: dict[str, int] = {}
     seeds: dict[str, set] = {}
@@ -143,10 +153,10 @@ INTERVAL_COLUMNS = (
 )
 
 
-def _interval_table(metrics: pa.Table, space: str, dataset: str) -> list[str]:
-    """The pooled rows of one (space, dataset), one column per metric: value [low, high]."""
-    part = metrics.filter(pc.and_(pc.and_(pc.equal(metrics["space"], space), pc.equal(metrics["dataset"], dataset)),
-                                  pc.equal(metrics["aggregate"], "pooled")))
+def _interval_table(metrics: pa.Table, view: View) -> list[str]:
+    """The pooled rows of one view, one column per metric: value [low, high]."""
+    part = view_of(metrics, view)
+    part = part.filter(pc.equal(part["aggregate"], "pooled"))
     cells: dict[tuple[str, str], dict[str, Any]] = {(r["proxy"], r["metric"]): r for r in part.to_pylist()}
     proxies = sorted({p for p, _m in cells}, key=lambda p: -abs(_value(cells.get((p, "spearman")))))
     methods = sorted({r["ci_method"] for r in cells.values() if r["ci_method"]})
@@ -174,18 +184,16 @@ def _value(row: dict[str, Any] | None) -> float:
     return float(row["value"])
 
 
-def _comparison_lines(metrics: pa.Table, comparisons: pa.Table, space: str, dataset: str,
-                      metric: str = "spearman") -> list[str]:
+def _comparison_lines(metrics: pa.Table, comparisons: pa.Table, view: View, metric: str = "spearman") -> list[str]:
     """Which proxies are separable from the best one (by pooled ``metric``), and which not."""
     if comparisons.num_rows == 0:
         return []
-    comp = [r for r in comparisons.to_pylist()
-            if (r["space"], r["dataset"], r["metric"]) == (space, dataset, metric)]
+    comp = [r for r in view_of(comparisons, view).to_pylist() if r["metric"] == metric]
     if not comp:
         return []
     names = {r["proxy_a"] for r in comp} | {r["proxy_b"] for r in comp}
-    pooled = metrics.filter(pc.and_(pc.and_(pc.equal(metrics["space"], space), pc.equal(metrics["dataset"], dataset)),
-                                    pc.and_(pc.equal(metrics["aggregate"], "pooled"), pc.equal(metrics["metric"], metric))))
+    pooled = view_of(metrics, view)
+    pooled = pooled.filter(pc.and_(pc.equal(pooled["aggregate"], "pooled"), pc.equal(pooled["metric"], metric)))
     value = {r["proxy"]: r["value"] for r in pooled.to_pylist() if r["proxy"] in names and r["value"] is not None
              and np.isfinite(r["value"])}
     if not value:
@@ -207,6 +215,15 @@ def _comparison_lines(metrics: pa.Table, comparisons: pa.Table, space: str, data
     return lines
 
 
+def views(metrics: pa.Table) -> list[View]:
+    """Every (space, dataset, truth column) of metrics.parquet, in the space's truth order
+    per dataset (the main column first)."""
+    seen: dict[View, None] = {}
+    for key in zip(metrics["space"].to_pylist(), metrics["dataset"].to_pylist(), metrics["truth"].to_pylist()):
+        seen.setdefault(key, None)
+    return sorted(seen, key=lambda v: (v[0], v[1]))  # stable: truth columns keep their order
+
+
 def write_report(path: Path, settings: "Settings", summary: StatusSummary, metrics: pa.Table,
                  comparisons: pa.Table | None = None) -> Path:
     """Write ``report.md`` (atomically) and return its path."""
@@ -218,12 +235,12 @@ def write_report(path: Path, settings: "Settings", summary: StatusSummary, metri
         "proxies are negated first, so positive correlations mean the proxy ranks well. "
         "Top-K sets include every cell tied at the cut-off; rank 1 is the most accurate cell.",
     ]
-    pairs = sorted(set(zip(metrics["space"].to_pylist(), metrics["dataset"].to_pylist(), metrics["truth"].to_pylist())))
     comparisons = comparisons if comparisons is not None else pa.table({})
-    for space, dataset, truth in pairs:
-        lines += ["", f"## {space} / {dataset} (truth: `{truth}`)", ""] + _table(metrics, space, dataset)
-        lines += ["", "### Pooled over seeds, with intervals", ""] + _interval_table(metrics, space, dataset)
-        lines += _comparison_lines(metrics, comparisons, space, dataset)
+    for view in views(metrics):
+        space, dataset, truth = view
+        lines += ["", f"## {space} / {dataset} (truth: `{truth}`)", ""] + _table(metrics, view)
+        lines += ["", "### Pooled over seeds, with intervals", ""] + _interval_table(metrics, view)
+        lines += _comparison_lines(metrics, comparisons, view)
     lines += _ensemble_lines(settings.ensembles, summary.proxies())
     lines += ["", "## Status and time per proxy", ""] + _status_lines(summary) + _errors(summary)
     return atomic_write(path, "\n".join(lines) + "\n")

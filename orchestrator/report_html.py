@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from orchestrator import report_figures as figures
 from orchestrator.files import atomic_write
+from orchestrator.report import view_of
 from orchestrator.report_data import CURVE_PERCENTS, Scored, mean_curve, pareto_front, proxy_correlations, rank_pairs, scored_from
 from orchestrator.report_tables import (DatasetStats, comparison_table, num_cell, ranking_table, read_stats, slug,
                                         stat_cell, table, text_cell)
@@ -113,8 +114,8 @@ def _figure(kind: str, name: str, data: bytes, alt: str, caption: str) -> str:
             f"<figcaption>{caption}</figcaption></figure>")
 
 
-def _title(scored: Scored | DatasetStats, space: str, dataset: str) -> str:
-    return f"<h3>{html.escape(space)} / {html.escape(dataset)} (truth: <code>{html.escape(scored.truth)}</code>)</h3>"
+def _title(space: str, dataset: str, truth: str) -> str:
+    return f"<h3>{html.escape(space)} / {html.escape(dataset)} (truth: <code>{html.escape(truth)}</code>)</h3>"
 
 
 def _scatter(scored: Scored, name: str) -> str:
@@ -230,11 +231,12 @@ def write_html_report(out_dir: Path, settings: Settings, metrics: pa.Table, comp
     stats = read_stats(metrics)
     seconds_per_cell = summary.median_seconds()
     parts: dict[str, list[str]] = {k: [] for k in ("scatter", "heatmap", "frontier", "topk")}
-    seconds: dict[tuple[str, str], dict[str, float]] = {}
+    seconds: dict[tuple[str, str, str], dict[str, float]] = {}
     for scored in (scored_from(p, seconds_per_cell) for p in partitions):
-        name, where = slug(scored.space, scored.dataset), (scored.space, scored.dataset)
+        where = (scored.space, scored.dataset, scored.truth)
+        name = slug(*where)
         seconds[where] = scored.seconds
-        head = _title(scored, *where)
+        head = _title(*where)
         if not scored.runs:
             for k in parts:
                 parts[k].append(head + '<p class="note">No usable scores.</p>')
@@ -245,16 +247,15 @@ def write_html_report(out_dir: Path, settings: Settings, metrics: pa.Table, comp
         parts["topk"].append(head + _topk(scored, name))
 
     ranking = []
-    for (space, dataset), st in sorted(stats.items()):
-        ranking.append(_title(st, space, dataset) + ranking_table(f"ranking-{slug(space, dataset)}", st,
-                                                                  seconds.get((space, dataset), {})))
+    for view, st in stats.items():  # metrics.parquet's order: the main truth column first
+        ranking.append(_title(*view) + ranking_table(f"ranking-{slug(*view)}", st, seconds.get(view, {})))
         if comparisons is not None and comparisons.num_rows:
-            mine = comparisons.filter(pc.and_(pc.equal(comparisons["space"], space), pc.equal(comparisons["dataset"], dataset)))
+            mine = view_of(comparisons, view)
             if "seed" in mine.column_names:
                 mine = mine.filter(pc.is_null(mine["seed"]))
             if mine.num_rows:
                 ranking.append("<h4>Pairwise differences, pooled over seeds</h4>" +
-                               comparison_table(f"comparisons-{slug(space, dataset)}", mine))
+                               comparison_table(f"comparisons-{slug(*view)}", mine))
     how = sorted({i for st in stats.values() for i in st.intervals})
     ranking_note = (f"Pooled over seeds with {', '.join(how)} intervals in brackets." if how
                     else "Mean over seeds ± sample standard deviation over seeds.")

@@ -43,7 +43,7 @@ class Stat:
 
 @dataclass
 class DatasetStats:
-    """Every proxy's metrics on one (space, dataset)."""
+    """Every proxy's metrics on one (space, dataset, truth column)."""
 
     truth: str
     stats: dict[tuple[str, str], Stat]  # (proxy, metric) -> Stat
@@ -80,21 +80,22 @@ def heading(name: str) -> str:
     return FAMILIES[i][1].format(f"{k:g}") if i < len(FAMILIES) else name
 
 
-def read_stats(metrics: pa.Table) -> dict[tuple[str, str], DatasetStats]:
-    """metrics.parquet by (space, dataset): pooled value and interval where there is one,
-    else the mean and sd over seeds."""
+def read_stats(metrics: pa.Table) -> dict[tuple[str, str, str], DatasetStats]:
+    """metrics.parquet by (space, dataset, truth column): pooled value and interval where
+    there is one, else the mean and sd over seeds."""
     rows = metrics.select([c for c in metrics.column_names if c in
                            ("space", "dataset", "truth", "proxy", "seed", "aggregate", "metric", "value", "n_cells",
                             *OPTIONAL)]).to_pylist()
-    found: dict[tuple[str, str], DatasetStats] = {}
+    found: dict[tuple[str, str, str], DatasetStats] = {}
     by_key: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        where = found.setdefault((r["space"], r["dataset"]), DatasetStats(r["truth"], {}, {}, set()))
+        view = (r["space"], r["dataset"], r["truth"])
+        where = found.setdefault(view, DatasetStats(r["truth"], {}, {}, set()))
         if r["aggregate"] == "seed" and r["seed"] is not None:
             where.seeds.setdefault(r["proxy"], set()).add(int(r["seed"]))
-        by_key.setdefault((r["space"], r["dataset"], r["proxy"], r["metric"]), {})[r["aggregate"]] = r
-    for (space, dataset, proxy, metric), aggs in by_key.items():
-        where = found[(space, dataset)]
+        by_key.setdefault((view, r["proxy"], r["metric"]), {})[r["aggregate"]] = r
+    for (view, proxy, metric), aggs in by_key.items():
+        where = found[view]
         if "pooled" in aggs:
             r = aggs["pooled"]
             stat = Stat(_num(r["value"]), _num(r.get("ci_low")), _num(r.get("ci_high")), n_cells=r["n_cells"])

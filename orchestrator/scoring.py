@@ -150,7 +150,7 @@ def score_cell(
             for run in proxies
         ]
     build_seconds = time.perf_counter() - start
-    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, job.job.space)
+    ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device)
     return [
         {**base, "proxy": o.name, "score": o.score, "status": o.status, "error": o.error,
          "seconds": o.seconds, "shared_seconds": o.shared_seconds}

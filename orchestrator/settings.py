@@ -26,7 +26,7 @@ from spaces.base import SearchSpace, require_files
 from benchdata.batches import NORMALIZATION, BatchSpec
 from benchdata.root import MissingDataError, find_data, resolve_root
 from benchdata.images import HOW_TO_OBTAIN
-from spaces.registry import score_settings
+from spaces.registry import score_settings, truth_columns
 
 #: cell selections and the settings each needs
 CELL_SELECTIONS = {
@@ -150,8 +150,10 @@ class Settings:
         """Where each dataset's images are: under the data root, else embedded."""
         return {d: find_data(self.data_root, name) for d, name in self.image_names.items()}
 
-    def truth_column(self, dataset: str) -> str:
-        return str(self.space_settings["truth"][dataset])
+    def truth_columns(self, dataset: str) -> tuple[str, ...]:
+        """The accuracy columns the metrics of ``dataset`` are computed against, the main
+        one first (``space.<name>.truth.<dataset>``: a column or a list of them)."""
+        return truth_columns(self.space_settings["truth"], dataset)
 
     def batch_specs(self) -> tuple[BatchSpec, ...]:
         """Every distinct fixed batch the requested proxies read."""
@@ -335,12 +337,30 @@ def parse_metrics(metrics: Mapping[str, Any]) -> MetricSettings:
     )
 
 
-def parse_proxy(name: str, overrides: Any) -> ProxyRun:
-    """The proxy's registered defaults with the config's values; each value checked."""
+def parse_proxy(name: str, overrides: Any, space: str, space_settings: Mapping[str, Any]) -> ProxyRun:
+    """The proxy's registered defaults with the config's values and the space's constants
+    (``proxy_constants``) where a setting is left to the space; each value checked."""
+    constants = space_settings.get("proxy_constants") or {}
     try:
-        return ProxyRun(name, proxy_registry.get_proxy(name).settings(_mapping(overrides, f"proxy.{name}")))
+        return ProxyRun(name, proxy_registry.get_proxy(name).settings(_mapping(overrides, f"proxy.{name}"), space,
+                                                                      constants))
     except ValueError as exc:
         raise SweepError(str(exc)) from None
+
+
+def check_proxy_constants(space: str, space_settings: Mapping[str, Any]) -> None:
+    """SweepError unless every entry of the space's ``proxy_constants`` names a proxy and a
+    setting that proxy takes from the space: a misspelt constant must not be ignored."""
+    constants = _mapping(space_settings.get("proxy_constants"), f"space.{space}.proxy_constants")
+    for name, values in constants.items():
+        where = f"space.{space}.proxy_constants.{name}"
+        if name not in proxy_registry.PROXIES:
+            raise SweepError(f"{where}: unknown proxy {name!r}; known: {', '.join(sorted(proxy_registry.PROXIES))}")
+        taken = proxy_registry.PROXIES[name].from_space
+        for key in _mapping(values, where):
+            if key not in taken:
+                raise SweepError(f"{where}.{key}: {name} takes no setting {key!r} from the space "
+                                 f"(it takes: {', '.join(taken) or 'none'})")
 
 
 # --- the whole config -------------------------------------------------------------------
@@ -374,7 +394,8 @@ def load_settings(cfg: DictConfig | Mapping[str, Any], check_files: bool = True)
         if n not in proxy_registry.PROXIES:
             raise SweepError(f"unknown proxy {n!r}; known: {', '.join(sorted(proxy_registry.PROXIES))}")
     proxy_cfg = _mapping(resolved.get("proxy"), "proxy")
-    runs = tuple(parse_proxy(n, proxy_cfg.get(n)) for n in names)
+    runs = tuple(parse_proxy(n, proxy_cfg.get(n), space, space_settings) for n in names)
+    check_proxy_constants(space, space_settings)
     try:  # checked now so a typo fails before scoring, not in the reducer hours later
         ensembles = tuple(parse_ensembles(resolved.get("ensembles"), known=proxy_registry.PROXIES))
     except ValueError as exc:

@@ -72,13 +72,15 @@ class SweepResult:
 
 
 def cells_with_truth(settings: Settings) -> set[str]:
-    """Ids of the cells with a finite truth value for every dataset of the sweep."""
+    """Ids of the cells with a finite value in every truth column of every dataset of the
+    sweep (each column is read, so a bad one stops the sweep here)."""
     ids: set[str] | None = None
     for dataset in settings.datasets:
-        truth = settings.search_space.ground_truth(dataset, settings.truth_column(dataset))
-        acc = truth.column("accuracy").to_numpy(zero_copy_only=False)
-        have = {i for i, a in zip(truth.column("arch_id").to_pylist(), acc) if np.isfinite(a)}
-        ids = have if ids is None else ids & have
+        for column in settings.truth_columns(dataset):
+            truth = settings.search_space.ground_truth(dataset, column)
+            acc = truth.column("accuracy").to_numpy(zero_copy_only=False)
+            have = {i for i, a in zip(truth.column("arch_id").to_pylist(), acc) if np.isfinite(a)}
+            ids = have if ids is None else ids & have
     return ids or set()
 
 
@@ -90,7 +92,7 @@ def plan_sweep(settings: Settings) -> Plan:
         truth_ids = cells_with_truth(settings)
         if settings.cells.select == "truth" and not truth_ids:  # before the cell table, which may take a minute
             raise SweepError("no cell of the space has ground truth: every value of "
-                             + ", ".join(f"{d}: {settings.truth_column(d)}" for d in settings.datasets)
+                             + ", ".join(f"{d}: {'/'.join(settings.truth_columns(d))}" for d in settings.datasets)
                              + " is missing or not finite")
         table = settings.search_space.cells()
     except ValueError as exc:

@@ -127,11 +127,8 @@ class ScoringContext:
         input_shape: tuple[int, ...],
         num_classes: int,
         device: torch.device,
-        space: str = "",
     ) -> None:
         self.model = model
-        #: the search space's name, for proxies whose reference settings differ per space
-        self.space = space
         self.batches = batches
         self.input_shape = input_shape
         self.num_classes = num_classes

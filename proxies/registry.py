@@ -33,8 +33,10 @@ class Proxy:
     settings to named values; ``check`` may reject values the type rules let through.
     ``higher_is_better`` orients the metrics; ``uses_images`` says whether the score reads
     the fixed batch (synflow, for instance, reads only its shape), and ``uses_labels``
-    whether it reads the labels. ``module`` is where it was registered (plugins are told
-    apart from built-ins by it).
+    whether it reads the labels. ``from_space`` names settings whose reference value
+    depends on the search space (epsinas's weights): left empty, each is taken from the
+    space's ``proxy_constants.<proxy>.<setting>``. ``module`` is where it was registered
+    (plugins are told apart from built-ins by it).
     """
 
     name: str
@@ -45,17 +47,29 @@ class Proxy:
     higher_is_better: bool = True
     uses_images: bool = True
     uses_labels: bool = False
+    from_space: tuple[str, ...] = ()
     module: str = ""
 
-    def settings(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """The defaults with ``overrides`` applied, checked; ValueError with one line naming
-        the setting otherwise."""
+    def settings(self, overrides: Mapping[str, Any] | None = None, space: str = "",
+                 space_constants: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The defaults with ``overrides`` applied, the ``from_space`` settings left empty
+        filled from ``space_constants`` (the space's ``proxy_constants``), checked;
+        ValueError with one line naming the setting otherwise."""
         params = copy.deepcopy(dict(self.defaults))
         for key, value in (overrides or {}).items():
             if key not in self.defaults:
                 known = ", ".join(sorted(self.defaults)) or "none"
                 raise ValueError(f"proxy.{self.name}.{key} is not a setting of {self.name} (its settings: {known})")
             params[key] = _checked(self.name, key, value, self.defaults[key], self.choices.get(key))
+        mine = (space_constants or {}).get(self.name) or {}
+        for key in self.from_space:
+            if params[key] in (None, [], {}, ""):
+                if key not in mine:
+                    raise ValueError(f"proxy.{self.name}.{key} is not set and search space {space or '(none given)'} "
+                                     f"has no value for it: set proxy.{self.name}.{key} or "
+                                     f"space.{space or '<space>'}.proxy_constants.{self.name}.{key}")
+                params[key] = _checked(self.name, key, copy.deepcopy(mine[key]), self.defaults[key],
+                                       self.choices.get(key))
         if self.uses_images:
             missing = [k for k in IMAGE_SETTINGS if k not in params]
             if missing:
@@ -77,6 +91,7 @@ def register(
     higher_is_better: bool = True,
     uses_images: bool = True,
     uses_labels: bool = False,
+    from_space: Sequence[str] = (),
 ) -> Callable[[ProxyFn], ProxyFn]:
     """Decorator that adds a proxy function to the registry under ``name``.
 
@@ -85,8 +100,13 @@ def register(
     every proxy may have ``mode`` (``train`` or ``eval``). Overrides must keep each
     setting's type: an integer stays an integer (and positive if its default is), a float
     takes any number, a setting whose default is None takes None or a positive integer.
+    ``from_space``: settings whose empty default means "the search space's value" (see
+    ``Proxy``).
     """
     params = dict(defaults or {})
+    for key in from_space:
+        if key not in params:
+            raise ValueError(f"proxy {name!r}: from_space names {key!r}, which has no default")
     for key, values in (choices or {}).items():
         if params.get(key) not in values:
             raise ValueError(f"proxy {name!r}: default {key}={params.get(key)!r} is not among its choices {list(values)}")
@@ -95,7 +115,7 @@ def register(
         if name in PROXIES:
             raise KeyError(f"proxy {name!r} is registered twice (by {PROXIES[name].module} and {fn.__module__})")
         PROXIES[name] = Proxy(name, fn, params, dict(choices or {}), check, higher_is_better,
-                              uses_images, uses_labels, fn.__module__)
+                              uses_images, uses_labels, tuple(from_space), fn.__module__)
         return fn
 
     return add

@@ -7,7 +7,7 @@ network keeps its initial weights and BatchNorm statistics for the other proxies
 from __future__ import annotations
 
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -102,11 +102,11 @@ def feature_map(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # --- epsinas ----------------------------------------------------------------------------
 @register(
     "epsinas",
-    # the two constant weights of each space's notebook (NAS-Bench-201/Reproduce.ipynb,
-    # NAS-Bench-101/Reproduce.ipynb)
-    defaults={"batch_size": 256, "augment": False, "mode": "train",
-              "weights": {"nb201": [1.0e-7, 1.0], "nb101": [1.0e-4, 10.0]}},
-    check=lambda params: _check_weight_pairs(params["weights"]),
+    # weights: the two constants, empty for the space's own pair (its proxy_constants,
+    # from each space's notebook: NAS-Bench-201/Reproduce.ipynb, NAS-Bench-101/Reproduce.ipynb)
+    defaults={"batch_size": 256, "augment": False, "mode": "train", "weights": []},
+    from_space=("weights",),
+    check=lambda params: _check_weight_pair(params["weights"]),
 )
 def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     """epsinas (Gracheva, 2023, arXiv:2302.04406, "Trainless model performance estimation
@@ -114,7 +114,9 @@ def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     NAS-Bench-201/epsinas_utils.py ``compute_epsinas`` (NAS-Bench-101 likewise).
 
     Two forwards of the same batch, each with every weight tensor set to one constant
-    (``weights[space]``: 1e-7 and 1 for NB201, 1e-4 and 10 for NB101) and every bias to 0;
+    (``weights``; by default the space's pair, ``space.<name>.proxy_constants.epsinas``:
+    1e-7 and 1 for NB201, 1e-4 and 10 for NB101, as the reference's notebooks) and every
+    bias to 0;
     each output, flattened, is min-max normalised to [0, 1]; zeros become missing; score =
     mean |p1 - p2| / mean(p1, p2), both means over the non-missing values. Uses neither the
     labels nor gradients.
@@ -127,7 +129,7 @@ def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     reference builds the network with one output; with constant weights every logit of a
     wider head is the same number, so the score is unchanged by the head size.
     """
-    pair = _weight_pair(ctx, params)
+    pair = [float(w) for w in params["weights"]]
     x, _ = ctx.batch(batch_spec(params))
     net = ctx.fresh_copy()
     set_mode(net, params["mode"])
@@ -139,26 +141,11 @@ def epsinas(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return epsinas_statistic(outputs[0], outputs[1])
 
 
-def _check_weight_pairs(weights: Mapping[str, Any]) -> None:
-    """ValueError unless every space's entry is two finite numbers: checked with the other
-    settings, before any work, instead of failing in every cell."""
-    for space, pair in weights.items():
-        numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(is_finite_number, pair))
-        if not numbers:
-            raise ValueError(f"proxy.epsinas.weights.{space} must be two finite numbers [low,high]; got {pair!r}")
-
-
-def _weight_pair(ctx: ScoringContext, params: Mapping[str, Any]) -> Sequence[float]:
-    weights = params["weights"]
-    if ctx.space not in weights:
-        raise KeyError(
-            f"epsinas has no weight pair for search space {ctx.space!r}: set "
-            f"proxy.epsinas.weights.{ctx.space or '<space>'}=[low,high] (known: {', '.join(weights)})"
-        )
-    pair = [float(w) for w in weights[ctx.space]]
-    if len(pair) != 2:
-        raise ValueError(f"proxy.epsinas.weights.{ctx.space} must hold two values, not {pair}")
-    return pair
+def _check_weight_pair(pair: Any) -> None:
+    """ValueError unless ``pair`` is two finite numbers: checked with the other settings,
+    before any work, instead of failing in every cell."""
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(map(is_finite_number, pair))):
+        raise ValueError(f"proxy.epsinas.weights must be two finite numbers [low,high]; got {pair!r}")
 
 
 def constant_init(net: nn.Module, value: float) -> None:

@@ -22,9 +22,11 @@ from orchestrator.store import ScoreStore
 
 def load_scores(out_dir: str | Path, truth: bool = True) -> pa.Table:
     """Every stored score row of the sweep in ``out_dir`` (all its runs), with ``arch_id``
-    cast to the space's id type and, with ``truth``, two more columns: ``truth`` (the
+    cast to the space's id type and, with ``truth``, two more columns: ``truth`` (an
     accuracy column the sweep's config names for that dataset) and ``accuracy`` (its value
-    for the cell; null where the benchmark has none)."""
+    for the cell; null where the benchmark has none). A dataset with several truth columns
+    (``space.<name>.truth.<dataset>`` a list) has each score once per column: filter on
+    ``truth`` to pick one."""
     out_dir = Path(out_dir)
     _manifest, scores = stored_scores(ScoreStore(out_dir), quarantine=False)
     settings = load_config(out_dir)
@@ -35,14 +37,14 @@ def load_scores(out_dir: str | Path, truth: bool = True) -> pa.Table:
         return scores
     parts = []
     for dataset in sorted(set(scores["dataset"].to_pylist())):
-        column = settings.truth_column(dataset)
-        table = settings.search_space.ground_truth(dataset, column)
-        table = table.set_column(0, "arch_id", pc.cast(table["arch_id"], id_type))
         part = scores.filter(pc.equal(scores["dataset"], dataset))
-        joined = part.join(table, "arch_id", join_type="left outer")
-        joined = joined.append_column("truth", pa.array([column] * joined.num_rows, pa.string()))
-        parts.append(joined.select([*scores.column_names, "truth", "accuracy"]))
-    return pa.concat_tables(parts).sort_by([("dataset", "ascending"), ("seed", "ascending"),
+        for column in settings.truth_columns(dataset):
+            table = settings.search_space.ground_truth(dataset, column)
+            table = table.set_column(0, "arch_id", pc.cast(table["arch_id"], id_type))
+            joined = part.join(table, "arch_id", join_type="left outer")
+            joined = joined.append_column("truth", pa.array([column] * joined.num_rows, pa.string()))
+            parts.append(joined.select([*scores.column_names, "truth", "accuracy"]))
+    return pa.concat_tables(parts).sort_by([("dataset", "ascending"), ("truth", "ascending"), ("seed", "ascending"),
                                             ("arch_id", "ascending"), ("proxy", "ascending")])
 
 

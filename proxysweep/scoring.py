@@ -19,6 +19,7 @@ from orchestrator.scoring import run_proxies
 from orchestrator.settings import ProxyRun
 from proxies import ScoringContext, get_proxy
 from benchdata.batches import BatchSpec
+from spaces import get_space
 
 Tensors = torch.Tensor | Sequence[torch.Tensor]
 
@@ -51,20 +52,21 @@ def score(
     """Each proxy's score of ``model`` on ``inputs`` (N x C x H x W; a list of such batches
     for proxies that read several) with ``targets`` (class indices, needed by proxies that
     read labels). ``settings`` overrides proxy settings by name, e.g.
-    ``{"grasp": {"T": 2.0}}``; ``space`` names the search space whose per-space constants
-    a proxy uses (epsinas's weights). The model's weights and mode are as they were afterwards.
+    ``{"grasp": {"T": 2.0}}``; ``space`` names the registered search space whose
+    ``proxy_constants`` fill the settings a proxy leaves to the space (epsinas's weights). The model's weights and mode are as they were afterwards.
     A proxy that raises raises here (RuntimeError naming it, the original as its cause)."""
     names = [proxies] if isinstance(proxies, str) else list(proxies)
     batches = _batches(inputs, targets)
     size = batches[0][0].shape[0]
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    constants = get_space(space).settings().get("proxy_constants", {}) if space else {}
     runs = []
     for name in names:
         proxy = get_proxy(name)
         wanted = dict((settings or {}).get(name, {}))
         if proxy.uses_images:
             wanted.update(batch_size=size, augment=False)
-        run = ProxyRun(name, proxy.settings(wanted))
+        run = ProxyRun(name, proxy.settings(wanted, space, constants))
         if proxy.uses_labels and targets is None:
             raise ValueError(f"{name} reads the labels: pass targets")
         if len(run.batches) > len(batches):
@@ -75,7 +77,7 @@ def score(
         for k, (x, y) in enumerate(batches)
     }
     was_training = model.training
-    ctx = ScoringContext(model, fixed, tuple(batches[0][0].shape[1:]), 0, device, space)
+    ctx = ScoringContext(model, fixed, tuple(batches[0][0].shape[1:]), 0, device)
     try:
         outcomes = run_proxies(ctx, runs, seed)
     finally:

@@ -47,7 +47,10 @@ class SpaceEntry:
             else:
                 out[key] = value
         for key, default in defaults.items():
-            _check_like(out[key], default, f"space.{self.name}.{key}")
+            if key == "truth":
+                check_truth(out[key], f"space.{self.name}.truth")
+            else:
+                _check_like(out[key], default, f"space.{self.name}.{key}")
         return out
 
 
@@ -60,6 +63,26 @@ def is_finite_number(value: Any) -> bool:
         return math.isfinite(value)
     except OverflowError:  # an integer past float's range
         return False
+
+
+def check_truth(value: Any, where: str) -> None:
+    """ValueError unless ``value`` maps each dataset to a truth column or to a list of them
+    (the first is the space's main one; the metrics are computed against each)."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must map each dataset to an accuracy column; got {value!r}")
+    for dataset, columns in value.items():
+        listed = [columns] if isinstance(columns, str) else columns
+        ok = (isinstance(listed, (list, tuple)) and len(listed) > 0
+              and all(isinstance(c, str) and c.strip() for c in listed) and len(set(listed)) == len(listed))
+        if not ok:
+            raise ValueError(f"{where}.{dataset} must be a column name or a list of distinct column names; "
+                             f"got {columns!r}")
+
+
+def truth_columns(truth: Mapping[str, Any], dataset: str) -> tuple[str, ...]:
+    """The truth columns a space's ``truth`` setting names for ``dataset``, main one first."""
+    columns = truth[dataset]
+    return (columns,) if isinstance(columns, str) else tuple(columns)
 
 
 def _check_like(value: Any, default: Any, where: str) -> None:

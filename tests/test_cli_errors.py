@@ -115,6 +115,11 @@ def test_unknown_dataset_in_process(tmp_path, capsys) -> None:
     ("+space.nb201.width=3", "space.nb201.width is not a setting of nb201"),
     ("metrics.top_k_percent=[0]", "metrics.top_k_percent must be a percentage in (0, 100]"),
     ("cluster.num_actors=0", "cluster.num_actors must be a positive integer"),
+    ("+space.nb201.proxy_constants.epsinsa.weights=[1,2]", "space.nb201.proxy_constants.epsinsa: unknown proxy 'epsinsa'"),
+    ("+space.nb201.proxy_constants.naswot.batch_size=3",
+     "space.nb201.proxy_constants.naswot.batch_size: naswot takes no setting 'batch_size' from the space"),
+    ("sweep.proxies=[epsinas] space.nb201.proxy_constants.epsinas.weights=[1]",
+     "proxy.epsinas.weights must be two finite numbers [low,high]; got [1]"),
 ])
 def test_bad_values_in_process(tmp_path, capsys, override, fragment) -> None:
     """The same checks without a subprocess: ``main_with_errors`` is the CLI's body."""

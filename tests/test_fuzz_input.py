@@ -258,7 +258,7 @@ FIELDS = [
     Field("space.nb201.cells_per_stage", st.integers(1, 6), positive,
           shows=lambda r, v: r.settings.space_settings["cells_per_stage"] == v),
     Field("space.nb201.truth.cifar10", st.sampled_from(nb201_numeric_columns() + ["arch_str", "arch_index", "nope"]),
-          lambda v: v in nb201_numeric_columns(), shows=lambda r, v: r.settings.truth_column("cifar10") == v),
+          lambda v: v in nb201_numeric_columns(), shows=lambda r, v: r.settings.truth_columns("cifar10") == (v,)),
     Field("space.nb201.truth_file", st.sampled_from(["nb201_accuracy.parquet", "nope.parquet", "cifar10_sample.npz", "README.md"]),
           lambda v: v == "nb201_accuracy.parquet",
           names=("space.nb201.truth_file", "missing data file", "is not a", ".parquet", ".npz", "README.md"),
@@ -336,12 +336,13 @@ PROXY_FIELDS = [
                  == (float(v) if as_float else v))(name, key, type(default) is float),
           prefix=(f"sweep.proxies=[{name}]",))
     for name, p in sorted(PROXIES.items()) for key, default in sorted(p.defaults.items())
-    if not isinstance(default, dict) and _proxy_needs(name, dict(p.defaults)) <= SMOKE_IMAGES
+    if not isinstance(default, dict) and key not in p.from_space and _proxy_needs(name, dict(p.defaults)) <= SMOKE_IMAGES
 ] + [
-    Field("proxy.epsinas.weights.nb201", st.lists(st.floats(-10, 10) | st.integers(-3, 3), min_size=2, max_size=2),
+    Field(where, st.lists(st.floats(-10, 10) | st.integers(-3, 3), min_size=2, max_size=2),
           lambda v: isinstance(v, list) and len(v) == 2 and all(finite(x) for x in v), names=("proxy.epsinas.weights",),
-          shows=lambda r, v: list(r.settings.proxies[0].params["weights"]["nb201"]) == v,
-          prefix=("sweep.proxies=[epsinas]",)),
+          shows=lambda r, v: list(r.settings.proxies[0].params["weights"]) == v,
+          prefix=("sweep.proxies=[epsinas]",))
+    for where in ("proxy.epsinas.weights", "space.nb201.proxy_constants.epsinas.weights")
 ]
 
 

@@ -17,7 +17,7 @@ from benchdata.batches import BatchSpec
 
 
 def context(model: nn.Module, batches: dict, input_shape=(1, 1, 4)) -> ScoringContext:
-    return ScoringContext(model.train(), batches, input_shape, 2, torch.device("cpu"), "toy")
+    return ScoringContext(model.train(), batches, input_shape, 2, torch.device("cpu"))
 
 
 def run(name: str, ctx: ScoringContext, **params) -> float:

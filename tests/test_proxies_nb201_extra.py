@@ -16,7 +16,7 @@ from benchdata.images import read_images
 SMALL = {
     "zen": {"mixup_gamma": 1e-2, "batch_size": 4, "repeat": 2, "mode": "train"},
     "meco": {"input": "data", "batch_size": 1, "augment": True, "gaussian_side": 64, "channel_sample": None, "mode": "train"},
-    "epsinas": {"batch_size": 16, "augment": False, "mode": "train", "weights": {"nb201": [1e-7, 1.0]}},
+    "epsinas": {"batch_size": 16, "augment": False, "mode": "train", "weights": [1e-7, 1.0]},
     "linear_regions": {"batch_size": 64, "augment": False, "crop": 4, "forward_batch": 32, "mode": "train"},
     "flops": {"batchnorm": False, "pooling": False},
 }

@@ -16,8 +16,8 @@ from benchdata.batches import BatchSpec
 EPS = 1e-5  # BatchNorm's epsilon
 
 
-def context(model: nn.Module, batches: dict, input_shape, space: str = "toy") -> ScoringContext:
-    return ScoringContext(model.train(), batches, input_shape, 2, torch.device("cpu"), space)
+def context(model: nn.Module, batches: dict, input_shape) -> ScoringContext:
+    return ScoringContext(model.train(), batches, input_shape, 2, torch.device("cpu"))
 
 
 def state(model: nn.Module) -> dict:
@@ -120,7 +120,7 @@ class EpsToy(nn.Module):
 
 X = np.array([[0.5, -1.0, 2.0], [1.5, 0.2, -0.7], [-2.0, 1.0, 0.3], [0.0, 0.4, 1.1], [3.0, -0.5, -1.5]])
 SPEC = BatchSpec(size=5, augment=False)
-PARAMS = dict(batch_size=5, augment=False, mode="train", weights={"toy": [0.5, 2.0], "other": [1.0, 3.0]})
+PARAMS = dict(batch_size=5, augment=False, mode="train", weights=[0.5, 2.0])
 
 
 def hand_outputs(w: float) -> np.ndarray:
@@ -181,13 +181,19 @@ def test_epsinas_uses_no_labels_no_gradients_and_keeps_weights() -> None:
     assert PROXIES["epsinas"].uses_labels is False and PROXIES["epsinas"].uses_images is True
 
 
-def test_epsinas_weight_pair_per_space() -> None:
-    other = context(EpsToy(3), epsinas_ctx().batches, (1, 1, 3), space="other")
+def test_epsinas_weight_pair_comes_from_the_space() -> None:
+    """Left empty, the pair is the space's (its proxy_constants, the reference notebook's
+    pair); a pair given in the proxy's settings wins; a space without one is one line."""
+    epsinas = get_proxy("epsinas")
+    assert epsinas.settings({}, "nb201", {"epsinas": {"weights": [1e-7, 1]}})["weights"] == [1e-7, 1]
+    assert epsinas.settings({"weights": [1.0, 3.0]}, "nb201", {"epsinas": {"weights": [1e-7, 1]}})["weights"] == [1.0, 3.0]
+    with pytest.raises(ValueError, match=r"proxy.epsinas.weights is not set and search space nb999 has no value"):
+        epsinas.settings({}, "nb999", {})
+    with pytest.raises(ValueError, match=r"two finite numbers"):
+        epsinas.settings({}, "nb201", {"epsinas": {"weights": [1.0]}})
+    other = dict(PARAMS, weights=[1.0, 3.0])
     expected = hand_epsinas(hand_outputs(1.0), hand_outputs(3.0), 3)
-    assert get_proxy("epsinas").fn(other, PARAMS) == pytest.approx(expected, rel=1e-5)
-    unknown = context(EpsToy(3), epsinas_ctx().batches, (1, 1, 3), space="nb999")
-    with pytest.raises(KeyError, match="no weight pair for search space 'nb999'"):
-        get_proxy("epsinas").fn(unknown, PARAMS)
+    assert epsinas.fn(epsinas_ctx(), other) == pytest.approx(expected, rel=1e-5)
 
 
 def test_registered_directions_and_needs() -> None:

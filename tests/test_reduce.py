@@ -75,3 +75,22 @@ def test_reduce_by_hand(tmp_path) -> None:
     assert "## nb201 / cifar10 (truth: `cifar10_valid_test`)" in report
     assert "| perfect | 5 | 2 | 0.900 ± 0.141 |" in report
     assert "| perfect | 10 | 0 | 2 |" in report  # status table: 10 ok, 2 errors
+
+
+def test_every_metric_against_each_truth_column(tmp_path) -> None:
+    """space.nb201.truth.cifar10 a list: the metrics against each column, labelled. Cells 3,
+    9, 6, 8 rise in that order on cifar10_valid_test (83.88, 84.12, 88.65, 88.81) but read
+    9, 3, 8, 6 on cifar10_test (86.44, 86.62, 92.10, 92.51): a score that follows the first
+    has tau 1 and rho 1 there, and against the second two discordant pairs of six,
+    tau = (4 - 2) / 6, and every rank off by one, rho = 1 - 6 * 4 / (4 * 15) = 0.6."""
+    config = {**CONFIG, "space": {"nb201": {"truth": {"cifar10": ["cifar10_valid_test", "cifar10_test"]}}}}
+    rows = [row(0, i, "follows_valid", s) for i, s in (("3", 0.0), ("9", 1.0), ("6", 2.0), ("8", 3.0))]
+    write_folder(tmp_path, manifest("nb201", {"follows_valid": True}), rows, config)
+    result = reduce_sweep(tmp_path)
+    m = result.metrics.filter(pc.equal(result.metrics["aggregate"], "seed"))
+    got = {(r["truth"], r["metric"]): r["value"] for r in m.to_pylist() if r["metric"] in ("kendall_tau", "spearman")}
+    assert got == pytest.approx({("cifar10_valid_test", "kendall_tau"): 1.0, ("cifar10_valid_test", "spearman"): 1.0,
+                                 ("cifar10_test", "kendall_tau"): 1 / 3, ("cifar10_test", "spearman"): 0.6})
+    report = result.report_path.read_text()
+    main, other = (report.index(f"## nb201 / cifar10 (truth: `{c}`)") for c in ("cifar10_valid_test", "cifar10_test"))
+    assert main < other  # the main column first

@@ -158,17 +158,17 @@ def test_page_sections_tables_and_no_network(hand_report) -> None:
     assert page.count('data-figure="') == 4  # scatter, heatmap, frontier, top-K for the one dataset
     assert page.count('src="data:image/png;base64,') == 4
     # the ranking table: one row per proxy, sortable by every column (the script wires each table)
-    assert "table.sortable" in page and 'class="sortable" id="ranking-nb201-cifar10"' in page
-    ranking = parsed.tables["ranking-nb201-cifar10"]
+    assert "table.sortable" in page and 'class="sortable" id="ranking-nb201-cifar10-cifar10_valid_test"' in page
+    ranking = parsed.tables["ranking-nb201-cifar10-cifar10_valid_test"]
     assert sorted(r[1][0] for r in ranking) == sorted(PROXIES)
     assert ranking[0][1][0] == "oracle" and ranking[0][1][4].startswith("1.000")  # by |Spearman|, then Kendall
     # the reducer's pooled interval: the oracle's rho is 1 on every resample of the cells
     assert ranking[0][1][4] == "1.000[1.000, 1.000]"
     # Pareto front marked, in the figure's table
-    front = {cells[0] for cls, cells in parsed.tables["frontier-nb201-cifar10"] if cls == "pareto"}
+    front = {cells[0] for cls, cells in parsed.tables["frontier-nb201-cifar10-cifar10_valid_test"] if cls == "pareto"}
     assert front == {"oracle", "inverse", "cheap"}
     # top-K: the oracle picks the best cells at every K
-    topk = {cells[0]: cells[1:] for _, cells in parsed.tables["topk-nb201-cifar10"]}
+    topk = {cells[0]: cells[1:] for _, cells in parsed.tables["topk-nb201-cifar10-cifar10_valid_test"]}
     assert topk["oracle"] == ["1.000"] * 6
     # failures and time, with the error text escaped
     status = {cells[0]: cells[1:] for _, cells in parsed.tables["status"]}
@@ -204,12 +204,12 @@ def test_intervals_comparisons_and_extra_sections(hand_report) -> None:
     parsed = Tables(page)
     assert parsed.sections == list(SECTIONS)
     assert "<p>random search found it</p>" in page and "No search simulations" not in page
-    ranking = {cells[0]: cells for _, cells in parsed.tables["ranking-nb201-cifar10"]}
+    ranking = {cells[0]: cells for _, cells in parsed.tables["ranking-nb201-cifar10-cifar10_valid_test"]}
     assert ranking["inverse"][4] == "0.900[0.850, 0.950]"
     assert "95% bootstrap" in page
     # cheap (0.95 at 0.5 s) now beats inverse (0.9 at 2 s)
-    assert {c[0] for cls, c in parsed.tables["frontier-nb201-cifar10"] if cls == "pareto"} == {"oracle", "cheap"}
-    assert [c[:4] for _, c in parsed.tables["comparisons-nb201-cifar10"]] == [
+    assert {c[0] for cls, c in parsed.tables["frontier-nb201-cifar10-cifar10_valid_test"] if cls == "pareto"} == {"oracle", "cheap"}
+    assert [c[:4] for _, c in parsed.tables["comparisons-nb201-cifar10-cifar10_valid_test"]] == [
         ["oracle", "cheap", "spearman", "0.050[0.010, 0.090]"]]  # the pooled row only
 
 
@@ -227,7 +227,7 @@ PAGE_FACTS = """(() => {
   };
 })()"""
 SORT_BY = """(() => {
-  const table = document.getElementById("ranking-nb201-cifar10");
+  const table = document.getElementById("ranking-nb201-cifar10-cifar10_valid_test");
   table.tHead.rows[0].cells[%d].click();
   return [...table.tBodies[0].rows].map(r => r.cells[0].textContent);
 })()"""

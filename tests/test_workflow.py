@@ -104,16 +104,18 @@ def test_every_common_reader_takes_the_scores_folder(base) -> None:
 
 
 def test_load_scores_types_ids_and_joins_the_truth(base) -> None:
+    """NB201's CIFAR-10 has two truth columns by default: each score once per column."""
     table = load_scores(base)
     assert str(table.schema.field("arch_id").type) == "int64"  # NB201's own index
-    truth = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", "cifar10_valid_test"])
-    accuracy = dict(zip(truth["arch_index"].to_pylist(), truth["cifar10_valid_test"].to_pylist()))
+    columns = ["cifar10_valid_test", "cifar10_test"]
+    truth = pq.read_table(data_file("nb201_accuracy.parquet"), columns=["arch_index", *columns])
+    accuracy = {c: dict(zip(truth["arch_index"].to_pylist(), truth[c].to_pylist())) for c in columns}
     rows = table.to_pylist()
-    assert len(rows) == len(CELLS) * 3
+    assert len(rows) == len(CELLS) * 3 * 2
+    assert sorted(r["truth"] for r in rows) == sorted(columns * len(CELLS) * 3)
     for r in rows:
-        assert r["truth"] == "cifar10_valid_test"
-        assert r["accuracy"] == accuracy[r["arch_id"]]
-    frame = table.to_pandas()
+        assert r["accuracy"] == accuracy[r["truth"]][r["arch_id"]]
+    frame = table.to_pandas().query("truth == 'cifar10_test'")
     assert frame.groupby("proxy")["accuracy"].count().to_dict() == {"naswot": 4, "params": 4, "synflow": 4}
 
 

@@ -2,9 +2,9 @@
 
 - ``fetch`` downloads and unpacks the official CIFAR python archives (``fetch.py``, with the
   resumable HTTP transfer in ``download.py``);
-- ``convert`` builds the NAS-Bench-201 truth table from the official benchmark files
-  (``nb201_convert.py``, reading them with ``nb201_files.py``) and the NAS-Bench-101 one
-  through ``spaces.nb101.convert``;
+- ``convert <space>`` builds a space's truth table from the benchmark's official files,
+  with the converter the space itself provides (``convert`` on its class: NB201's in
+  ``spaces/nb201/convert.py``, NB101's in ``spaces/nb101/convert.py``);
 - ``check`` tells which data files are present, which come from the embedded defaults and
   what each sweep still lacks (``check.py``).
 

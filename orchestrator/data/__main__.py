@@ -6,6 +6,7 @@ error of this command, is one line on stderr (``proxysweep: error: ...``) and ex
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import sys
@@ -51,18 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--keep-archive", action="store_true", help="keep the .tar.gz after unpacking it")
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the server (default 60)")
 
+    from spaces import SPACES
+
+    convertible = {name: entry.cls for name, entry in sorted(SPACES.items()) if hasattr(entry.cls, "convert")}
     convert = sub.add_parser(
         "convert", help="build a truth table (Parquet) from official benchmark files",
-        description="nb201: the NAS-Bench-201 table (nb201_accuracy.parquet's columns) from "
-        "NAS-Bench-201-v1_0-e61699.pth, NAS-Bench-201-v1_1-096897.pth or the NATS-tss-v1_0-3ffb9-simple "
-        "folder. nb101: the NAS-Bench-101 table from nasbench_only108.tfrecord or nasbench_full.tfrecord "
-        "(spaces.nb101.convert).",
+        description=" ".join(f"{name}: {_first_sentence(cls.convert)}" for name, cls in convertible.items()),
         epilog="example: python -m orchestrator.data convert nb201 NATS-tss-v1_0-3ffb9-simple "
         "/data/nb201_accuracy.parquet")
-    convert.add_argument("benchmark", choices=["nb201", "nb101"])
+    convert.add_argument("benchmark", choices=list(convertible), help="the search space whose table to build")
     convert.add_argument("input", type=Path, help="the official file or folder")
     convert.add_argument("output", type=Path, help="the Parquet file to write (put it under the data root)")
-    convert.add_argument("--no-verify", action="store_true", help="nb101: skip recomputing every cell's hash")
+    convert.add_argument("--no-verify", action="store_true",
+                         help="skip the converter's own checks of the input where it has any (nb101: every cell's hash)")
 
     check = sub.add_parser(
         "check", help="say which data files are present and which sweeps can run",
@@ -75,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Hydra overrides, as for python -m orchestrator (e.g. +sweep=nb201_all data.root=DIR)")
     check.add_argument("--all-sweeps", action="store_true", help="judge every sweep, even with +sweep=NAME")
     return parser
+
+
+def _first_sentence(fn: object) -> str:
+    """A converter's docstring up to its first full stop, on one line."""
+    text = " ".join(inspect.cleandoc(getattr(fn, "__doc__", None) or "").split())
+    return text.split(". ")[0].rstrip(".") + "."
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -92,32 +100,12 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    from spaces import get_space
+
     if args.output.is_dir():
         raise DataError(f"{args.output} is a folder; give the Parquet file to write")
-    if args.benchmark == "nb101":
-        return convert_nb101(args.input, args.output, verify=not args.no_verify)
-    from orchestrator.data.nb201_convert import convert, missing_counts
-    from orchestrator.progress import Progress
-
-    table = convert(args.input, args.output, progress=lambda n: Progress(n, stream=sys.stdout, every=5.0))
-    print(f"{table.num_rows} cells -> {args.output}")
-    for column, n in missing_counts(table).items():
-        print(f"note: {column} is NaN for {n} of {table.num_rows} cells (the input has no such results)")
-    return 0
-
-
-def convert_nb101(src: Path, out: Path, verify: bool) -> int:
-    """The existing converter (spaces.nb101.convert), which writes atomically itself."""
-    from spaces.nb101.convert import convert
-    from spaces.nb101.tfrecord import TFRecordError
-
-    if not src.is_file():
-        raise DataError(f"no such file {src} (get the tfrecords from the links in the google-research/nasbench README)")
-    try:
-        done = convert(src, out, verify_hashes=verify)
-    except (TFRecordError, OSError) as exc:
-        raise DataError(str(exc).splitlines()[0]) from None
-    print(f"{done.records} records, {done.cells} cells, epoch budgets {list(done.epochs)} -> {out} ({done.seconds:.1f} s)")
+    for line in get_space(args.benchmark).cls.convert(args.input, args.output, verify=not args.no_verify):
+        print(line)
     return 0
 
 

@@ -31,6 +31,7 @@ from orchestrator.data import DataError
 from orchestrator.data.fetch import DATASETS
 from orchestrator.errors import SweepError
 from benchdata.root import EMBEDDED_DIR, ENV_VAR, find_data, resolve_root
+from spaces import SPACES
 
 SWEEP_OVERRIDE = re.compile(r"^\+{1,2}sweep=(.+)$")
 
@@ -89,11 +90,11 @@ def how_to_get(name: str, datasets: Sequence[str], how: str, root: Path) -> str:
         folder = DATASETS[d].folder
         then = "" if name == folder else f", then add data.images.{d}={folder}"
         return f"{d} images: python -m orchestrator.data fetch {d}{then}"
-    if name.startswith("nb201"):
-        return ("python -m orchestrator.data convert nb201 NAS-Bench-201-v1_1-096897.pth "
-                f"(or NATS-tss-v1_0-3ffb9-simple/) {root / name}")
-    if name.startswith("nb101") and name != "nb101_sample_accuracy.parquet":
-        return f"python -m orchestrator.data convert nb101 nasbench_only108.tfrecord {root / name}"
+    for entry in SPACES.values():  # a space that converts official files says how
+        hint = getattr(entry.cls, "convert_hint", None)
+        command = hint(name, root / name) if hint else None
+        if command:
+            return command
     return how
 
 

@@ -60,6 +60,9 @@ SPEC_COLUMNS = ("hash", "adjacency", "operations", "arch")
         "stem_channels": 128,
         "num_stacks": 3,
         "modules_per_stack": 3,
+        # proxy settings whose reference value is specific to this space
+        # (egracheva/epsinas NAS-Bench-101/Reproduce.ipynb: weights 1e-4 and 10)
+        "proxy_constants": {"epsinas": {"weights": [1.0e-4, 10.0]}},
     },
 )
 class NB101Space:
@@ -139,6 +142,32 @@ class NB101Space:
             raise ValueError(f"{path}: hash {twice} appears more than once; a truth table holds one row per cell "
                              "(average repeats before writing it)")
         return table
+
+    @staticmethod
+    def convert(src: Path, out: Path, verify: bool = True) -> list[str]:
+        """the NAS-Bench-101 table from nasbench_only108.tfrecord or nasbench_full.tfrecord
+        (spaces/nb101/convert.py). It writes atomically; ``verify``: recompute every
+        cell's hash. Returns the lines to print; DataError on a bad input."""
+        from orchestrator.data import DataError
+        from spaces.nb101.convert import convert
+        from spaces.nb101.tfrecord import TFRecordError
+
+        if not src.is_file():
+            raise DataError(f"no such file {src} (get the tfrecords from the links in the google-research/nasbench README)")
+        try:
+            done = convert(src, out, verify_hashes=verify)
+        except (TFRecordError, OSError) as exc:
+            raise DataError(str(exc).splitlines()[0]) from None
+        return [f"{done.records} records, {done.cells} cells, epoch budgets {list(done.epochs)} -> {out} "
+                f"({done.seconds:.1f} s)"]
+
+    @staticmethod
+    def convert_hint(name: str, path: Path) -> str | None:
+        """The command that makes the missing data file ``name`` at ``path``, if it is a
+        converted NB101 table (the 30,001-cell sample is not: it ships embedded)."""
+        if not name.startswith("nb101") or name in ("nb101_sample_accuracy.parquet", "nb101_cells.parquet"):
+            return None
+        return f"python -m orchestrator.data convert nb101 nasbench_only108.tfrecord {path}"
 
     def truth_columns(self) -> Sequence[str]:
         return [f.name for f in self._truth.schema if f.name not in SPEC_COLUMNS and is_number(f.type)]

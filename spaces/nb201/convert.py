@@ -1,7 +1,7 @@
 """``convert nb201 INPUT OUTPUT.parquet``: the NAS-Bench-201 truth table from the official files.
 
 INPUT is ``NAS-Bench-201-v1_0-e61699.pth``, ``NAS-Bench-201-v1_1-096897.pth`` or the
-``NATS-tss-v1_0-3ffb9-simple`` folder (``nb201_files.py`` reads them). The table has the
+``NATS-tss-v1_0-3ffb9-simple`` folder (``files.py`` reads them). The table has the
 columns, types and meanings of ``nb201_accuracy.parquet`` (the shared data's README): one
 row per index of ``meta_archs``, in index order.
 
@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestrator.data import DataError
-from orchestrator.data.nb201_files import read_nats_folder, read_pth
+from spaces.nb201.files import read_nats_folder, read_pth
 from orchestrator.files import atomic_path
 from orchestrator.progress import Progress
 from spaces.nb201.space import parse_cell
@@ -175,7 +175,7 @@ def build_table(src: Path, progress: Callable[[int], Progress] | None = None) ->
 def convert(src: Path, out: Path, progress: Callable[[int], Progress] | None = None) -> pa.Table:
     """Read ``src`` and write the table to ``out`` atomically; returns the table."""
     table = build_table(src, progress)
-    meta = {b"proxysweep.source": src.name.encode(), b"proxysweep.converter": b"orchestrator.data.nb201_convert"}
+    meta = {b"proxysweep.source": src.name.encode(), b"proxysweep.converter": b"spaces.nb201.convert"}
     with atomic_path(out) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
     return table
