@@ -282,7 +282,7 @@ def test_spaces_datasets_and_outputs(nds_root) -> None:
     assert SPACES["nds_pnas"].cls.num_classes == {"cifar10": 10}
     assert SPACES["nds_pnas_in"].cls.num_classes == {"imagenet": 1000}
     assert SPACES["nds_resnext_b_in"].defaults == {"truth_file": "ResNeXt-B_in.json",
-                                                   "truth": {"imagenet": "final_test_acc"}}
+                                                   "truth": {"imagenet": "final_test_acc"}, "proxy_constants": {}}
     for space, side, classes in (("nds_darts_in", 224, 1000), ("nds_resnext_a_in", 224, 1000),
                                  ("nds_resnext_b", 32, 10)):
         nds = make_space(space, None, nds_root)
@@ -309,7 +309,8 @@ TINY = {  # space -> a tiny network of its kind, as an arch string
 @pytest.mark.parametrize("space", sorted(TINY))
 def test_every_proxy_scores_a_tiny_network_of_each_kind(space) -> None:
     """Each registered proxy gives a finite score, or (epsinas, whose reference has weights
-    for NB201 and NB101 only) is refused for the space before Ray, with one line."""
+    for NB201 and NB101 only) is refused for the space when its settings are made, which a
+    sweep does before Ray (``test_epsinas_is_refused_before_ray_unless_given_weights``)."""
     imagenet = space.endswith("_in")
     side, classes = (224, 1000) if imagenet else (32, 10)
     nds = make_space(space)
@@ -321,9 +322,9 @@ def test_every_proxy_scores_a_tiny_network_of_each_kind(space) -> None:
     cheap = {"zen": {"repeat": 2}, "xi_gsnr": {"num_batches": 2}, "meco": {"gaussian_side": 8}}
     for name, proxy in sorted(PROXIES.items()):
         try:
-            proxy.check_space(proxy.settings(), space)
-        except ValueError as exc:
-            assert name == "epsinas" and f"no weight pair for search space '{space}'" in str(exc)
+            proxy.settings(None, space, SPACES[space].defaults["proxy_constants"])
+        except ValueError as exc:  # a setting the space would give: epsinas's weights
+            assert proxy.from_space and f"search space {space} has no value for it" in str(exc)
             continue
         settings = {k: v for k, v in cheap.get(name, {}).items() if k in proxy.defaults}
         value = score(net, name, xs if proxy.defaults.get("num_batches", 1) > 1 else xs[0],
@@ -420,12 +421,12 @@ def test_a_missing_file_says_where_to_get_it(tmp_path) -> None:
 def test_epsinas_is_refused_before_ray_unless_given_weights(nds_root, tmp_path) -> None:
     with pytest.raises(SweepError) as info:
         settings_for(nds_root, tmp_path / "a", "sweep.proxies=[synflow,epsinas]")
-    assert one_line(info.value) == (
-        "epsinas has no weight pair for search space 'nds_darts' (its reference gives them for nb201, nb101 only): "
-        "add one with +proxy.epsinas.weights.nds_darts=[low,high], or leave epsinas out of sweep.proxies")
-    settings = settings_for(nds_root, tmp_path / "b", "sweep.proxies=[epsinas]",
-                            "+proxy.epsinas.weights.nds_darts=[0.0001,10]")
-    assert settings.proxies[0].params["weights"]["nds_darts"] == [0.0001, 10]
+    assert "proxy.epsinas.weights is not set and search space nds_darts has no value for it" in one_line(info.value)
+    settings = settings_for(nds_root, tmp_path / "b", "sweep.proxies=[epsinas]", "proxy.epsinas.weights=[0.0001,10]")
+    assert settings.proxies[0].params["weights"] == [0.0001, 10]
+    settings = settings_for(nds_root, tmp_path / "c", "sweep.proxies=[epsinas]",
+                            "+space.nds_darts.proxy_constants.epsinas.weights=[0.001,5]")
+    assert settings.proxies[0].params["weights"] == [0.001, 5]
 
 
 def test_imagenet_spaces_read_the_users_images(nds_root, tmp_path) -> None:
