@@ -25,6 +25,9 @@ NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "cifar10": ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7)),
     "cifar100": ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4)),
     "ImageNet16-120": ((122.68, 116.66, 104.01), (63.22, 61.26, 65.09)),
+    # full-size ImageNet (the NDS ``_in`` spaces): pycls's ImageNet mean and std
+    # (pycls/datasets/imagenet.py, there in BGR order and 0..1 units)
+    "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
 }
 
 

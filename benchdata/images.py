@@ -38,13 +38,16 @@ HOW_TO_OBTAIN = {
     "ImageNet16-120": "download the ImageNet16 batches (Chrabaszcz et al. 2017, "
     "https://image-net.org/download-images, 'Imagenet16_train' and 'Imagenet16_val') and "
     "unpack them into one folder under the data root",
+    "imagenet": "ImageNet images do not come with proxysweep: write your own sample of ILSVRC-2012 "
+    "training images as a .npz under the data root (numpy.savez(path, train_images=uint8 N x 3 x 224 x 224 "
+    "RGB, train_labels=class indices 0..999)) and set data.images.imagenet to its name",
 }
 
 #: classes kept by the ImageNet16-120 variant: original labels 1..120
 IMAGENET16_CLASSES = 120
 #: image side and number of classes of each dataset's images, as the benchmarks trained on them
-IMAGE_SIDE = {"cifar10": 32, "cifar100": 32, "ImageNet16-120": 16}
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": IMAGENET16_CLASSES}
+IMAGE_SIDE = {"cifar10": 32, "cifar100": 32, "ImageNet16-120": 16, "imagenet": 224}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": IMAGENET16_CLASSES, "imagenet": 1000}
 
 #: the globals a python image batch may name: numpy's array and scalar rebuilders (numpy 1
 #: and 2 module names) and the codec pickle protocol 2 uses for bytes; nothing that runs code

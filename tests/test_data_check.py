@@ -54,7 +54,8 @@ def test_with_the_shared_data_root(capsys) -> None:
     assert sorted(sweeps) == SWEEP_NAMES  # no +sweep: every sweep is judged
     assert sweeps["nb201_all"] == "lacks ImageNet16"
     assert sweeps["nb201_smoke"] == "ready (embedded: cifar10_smoke.npz)"
-    assert all(sweeps[n] == "ready" for n in SWEEP_NAMES if n not in ("nb201_all", "nb201_smoke"))
+    assert sweeps["nds_sample"] == "lacks DARTS.json"  # the NDS files are not in the shared data
+    assert all(sweeps[n] == "ready" for n in SWEEP_NAMES if n not in ("nb201_all", "nb201_smoke", "nds_sample"))
     assert code == 1  # nb201_all cannot run
 
     code, text = run(capsys, "+sweep=nb201_smoke", f"data.root={DATA_ROOT}")
