@@ -327,6 +327,9 @@ def test_every_proxy_scores_a_tiny_network_of_each_kind(space) -> None:
             assert proxy.from_space and f"search space {space} has no value for it" in str(exc)
             continue
         settings = {k: v for k, v in cheap.get(name, {}).items() if k in proxy.defaults}
+        if "network" in proxy.defaults:  # score() scores the module it is given (the thin TE-NAS
+            settings["network"] = "full"  # networks are refused for NDS before Ray: see below)
+            settings.update({"repeat": 1} if "repeat" in proxy.defaults else {})
         value = score(net, name, xs if proxy.defaults.get("num_batches", 1) > 1 else xs[0],
                       ys if proxy.defaults.get("num_batches", 1) > 1 else ys[0], settings={name: settings},
                       space=space)[name]
@@ -427,6 +430,17 @@ def test_epsinas_is_refused_before_ray_unless_given_weights(nds_root, tmp_path) 
     settings = settings_for(nds_root, tmp_path / "c", "sweep.proxies=[epsinas]",
                             "+space.nds_darts.proxy_constants.epsinas.weights=[0.001,5]")
     assert settings.proxies[0].params["weights"] == [0.001, 5]
+
+
+def test_the_tenas_thin_networks_are_refused_before_ray(nds_root, tmp_path) -> None:
+    """NDS builds only its benchmark networks: ntk_cond and linear_regions, which score
+    TE-NAS's thin network by default, stop the run in one line that says what to set."""
+    for proxy in ("ntk_cond", "linear_regions"):
+        with pytest.raises(SweepError) as info:
+            settings_for(nds_root, tmp_path / proxy, f"sweep.proxies=[{proxy}]")
+        assert f"proxy.{proxy}.network=full" in one_line(info.value)
+    settings = settings_for(nds_root, tmp_path / "full", "sweep.proxies=[ntk_cond]", "proxy.ntk_cond.network=full")
+    assert settings.proxies[0].params["network"] == "full"
 
 
 def test_imagenet_spaces_read_the_users_images(nds_root, tmp_path) -> None:
