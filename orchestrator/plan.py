@@ -23,6 +23,7 @@ from spaces.base import CellTable
 
 if TYPE_CHECKING:
     from orchestrator.settings import CellSelection
+    from spaces.base import SearchSpace
 
 
 @dataclass(frozen=True, order=True)
@@ -149,11 +150,35 @@ def select_positions(
     if unknown:
         shown = ", ".join(map(_shown, unknown[:5])) + (" ..." if len(unknown) > 5 else "")
         raise SweepError(f"{len(unknown)} cell id(s) not in the space: {shown}")
+    _check_distinct(wanted)
+    return np.asarray(sorted(position[c] for c in wanted))
+
+
+def space_cells(space: "SearchSpace", cells: "CellSelection") -> tuple[CellTable, "CellSelection"]:
+    """The table a selection picks from, and the selection to apply to it: the space's
+    listed cells (``cells()``), except for a space that draws its own sample
+    (``sample_cells``) or names any cell by id (``cells_of``; see ``spaces.base``), whose
+    table is then exactly the selected cells."""
+    from orchestrator.settings import CellSelection
+
+    sample = getattr(space, "sample_cells", None)
+    if cells.select == "sample" and sample is not None:
+        return sample(int(cells.n or 0), int(cells.seed)), CellSelection("all")
+    lookup = getattr(space, "cells_of", None)
+    if cells.select in ("ids", "file") and lookup is not None:
+        wanted = read_id_file(Path(str(cells.path))) if cells.select == "file" else list(cells.ids)
+        _check_distinct(wanted)
+        table = lookup(wanted)
+        _check_distinct(list(table.ids))  # two forms of one cell
+        return table, CellSelection("all")
+    return space.cells(), cells
+
+
+def _check_distinct(wanted: Sequence[str]) -> None:
     if len(set(wanted)) != len(wanted):
         seen: set[str] = set()
         twice = next(c for c in wanted if c in seen or seen.add(c))  # type: ignore[func-returns-value]
         raise SweepError(f"the cell id list names cell {_shown(twice)} twice")
-    return np.asarray(sorted(position[c] for c in wanted))
 
 
 def _shown(cell_id: str) -> str:

@@ -25,7 +25,7 @@ from orchestrator.files import atomic_write
 from orchestrator.manifest import Manifest, StoredContent, image_digest, merge
 from orchestrator.monitoring import announce_dashboard
 from orchestrator.payload import JobPayload, ScorerSpec
-from orchestrator.plan import Job, Plan, Shard, make_plan
+from orchestrator.plan import Job, Plan, Shard, make_plan, space_cells
 from orchestrator.plugins import shipped_paths
 from orchestrator.pool import ShardWork, Slot, cluster_has_gpus, node_affinity, plan_slots, run_pool
 from orchestrator.progress import Progress
@@ -94,11 +94,11 @@ def plan_sweep(settings: Settings) -> Plan:
             raise SweepError("no cell of the space has ground truth: every value of "
                              + ", ".join(f"{d}: {'/'.join(settings.truth_columns(d))}" for d in settings.datasets)
                              + " is missing or not finite")
-        table = settings.search_space.cells()
+        table, selection = space_cells(settings.search_space, settings.cells)
     except ValueError as exc:
         raise SweepError(str(exc)) from None
     return make_plan(settings.space, settings.datasets, settings.seeds, [p.name for p in settings.proxies],
-                     table, settings.cells, settings.shard_size, truth_ids if settings.cells.select == "truth" else None)
+                     table, selection, settings.shard_size, truth_ids if settings.cells.select == "truth" else None)
 
 
 def job_images(settings: Settings, pending: list[Shard]) -> tuple[dict[tuple[str, int], JobImages], dict[str, dict]]:

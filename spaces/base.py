@@ -63,6 +63,21 @@ class SearchSpace(Protocol):
     def truth_columns(self) -> Sequence[str]:
         """The accuracy columns a sweep's truth setting may name."""
 
+    # Optional, for spaces too large to list (NB301: about 10^18 cells). Such a space lists in
+    # ``cells`` the cells it can name (those with truth), and may define:
+    #
+    #   def sample_cells(self, n: int, seed: int) -> CellTable:
+    #       """``cells=sample``: n distinct cells drawn with ``seed`` from the space's own
+    #       sampling distribution; ValueError (one line) for an n it cannot draw."""
+    #
+    #   def cells_of(self, ids: Sequence[str]) -> CellTable:
+    #       """``cells=ids`` / ``cells=file``: the named cells, in the order given, under the
+    #       space's ids (a cell may be named in another of its forms); ValueError (one line)
+    #       for one that is not a cell of the space."""
+    #
+    # Without them, ``cells=sample`` draws from ``cells()`` and ids must be among its ids
+    # (``orchestrator.plan.space_cells``).
+
 
 #: the operations a network variant is built with (``NetworkVariant.ops``)
 VARIANT_OPS = ("benchmark", "zero_cost_nas")

@@ -42,7 +42,7 @@ from torch import nn
 from spaces.darts.genotype import Genotype, Pair
 from spaces.darts.ops import FactorizedReduce, OPS, ReLUConvBN, make_op, register_op
 
-__all__ = ["Cell", "DartsNetwork", "OPS", "register_op", "reduction_layers"]
+__all__ = ["Cell", "DartsNetwork", "OPS", "TenasDartsNetwork", "register_op", "reduction_layers"]
 
 STEMS = ("cifar", "imagenet")
 
@@ -151,3 +151,60 @@ class DartsNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
+
+
+class TenasDartsNetwork(nn.Module):
+    """TE-NAS's network of the DARTS space, holding one genotype's cells: the thin networks
+    TE-NAS scores DARTS cells on (Chen et al., ICLR 2021).
+
+    Follows VITA-Group/TENAS ``lib/models/cell_searchs/search_model_darts_nasnet.py``
+    (``NASNetworkDARTS``, commit 1115d109ca497b14ba2bd371784b2b39bbfd1e04) as ``prune_tenas.py``
+    builds it for ``--search_space_name darts`` (``super_type nasnet-super``): a stem of one
+    3x3 convolution to ``stem_multiplier * C`` channels and BatchNorm (TE-NAS: multiplier 1),
+    or none (the input goes straight to the first cell, so it must have ``C *
+    stem_multiplier`` channels); ``cells_per_stage`` = N normal cells, a reduction, N - 1
+    normal cells, a reduction, N - 1 normal cells, at C, 2C and 4C channels; only the first
+    ``depth`` of them (0: all); then BatchNorm and ReLU, global average pooling and a linear
+    layer. Cells as DARTS's (``Cell``), with TE-NAS's operations: affine BatchNorm, pooling
+    without BatchNorm (``lib/models/cell_operations.py``, the same modules as DARTS's
+    evaluation ops; its FactorizedReduce pads odd sizes as ``ops.FactorizedReduce`` does).
+
+    Changed: TE-NAS's supernet holds every candidate operation on every edge and masks all
+    but the genotype's (the same function, other random draws); without a stem it still
+    builds one it never runs, which is left out here.
+    """
+
+    def __init__(
+        self, genotype: Genotype, num_classes: int, channels: int, cells_per_stage: int, depth: int = 0,
+        stem: bool = True, stem_multiplier: int = 1,
+    ) -> None:
+        super().__init__()
+        n = cells_per_stage
+        layout = [(1, False)] * n + [(2, True)] + [(2, False)] * (n - 1) + [(4, True)] + [(4, False)] * (n - 1)
+        if depth < 0 or depth > len(layout):
+            raise ValueError(f"depth {depth} is out of range: the network has {len(layout)} cells (0 keeps all)")
+        if depth:
+            layout = layout[:depth]
+        c_stem = stem_multiplier * channels
+        self.stem: nn.Module = (
+            nn.Sequential(nn.Conv2d(3, c_stem, 3, padding=1, bias=False), nn.BatchNorm2d(c_stem)) if stem
+            else nn.Identity())
+        c_prev_prev, c_prev, reduction_prev = c_stem, c_stem, False
+        cells = []
+        for multiple, reduction in layout:
+            c = multiple * channels
+            pairs, concat = genotype.cell(reduction)
+            cell = Cell(pairs, concat, c_prev_prev, c_prev, c, reduction, reduction_prev, affine=True, pool_bn=False)
+            cells.append(cell)
+            reduction_prev = reduction
+            c_prev_prev, c_prev = c_prev, cell.multiplier * c
+        self.cells = nn.ModuleList(cells)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=False))
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_prev, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(self.global_pooling(self.lastact(s1)).flatten(1))
