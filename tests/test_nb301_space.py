@@ -146,7 +146,7 @@ def run_nb301(*overrides: str, tmp_path) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("overrides, fragments", [
     (["sweep.proxies=[params,epsinas]"],
-     ["epsinas cannot score nb301", "+proxy.epsinas.weights.nb301=[low,high]"]),
+     ["proxy.epsinas.weights is not set and search space nb301 has no value for it"]),
     (["sweep.datasets=[cifar100]"], ["space nb301 has no dataset 'cifar100'"]),
     (["cells=ids", "cells.ids=[nonsense]"], ["cell 1 of the list: malformed genotype id 'nonsense'"]),
     (["cells=ids", "cells.ids=['" + ROW0_COMPACT.replace("(1, 3)]", "(1, 7)]") + "']"],
@@ -248,7 +248,7 @@ def test_every_proxy_runs_on_an_nb301_network() -> None:
     x, y = read_images(data_file("cifar10_smoke.npz"), "cifar10")
     small = {"zen": {"batch_size": 4, "repeat": 2},
              "xi_gsnr": {"num_batches": 2}, "zico": {"num_batches": 2},
-             "epsinas": {"weights": {"nb301": [1.0e-4, 10.0]}},
+             "epsinas": {"weights": [1.0e-4, 10.0]},
              # TE-NAS's DARTS-space networks (nb301_fidelity's settings), smaller batches
              "ntk_cond": {"batch_size": 14, "channels": 1, "cells_per_stage": 1, "depth": 2, "stem": True},
              "linear_regions": {"batch_size": 300, "forward_batch": 100, "channels": 1, "cells_per_stage": 1,
@@ -270,8 +270,8 @@ def test_every_proxy_runs_on_an_nb301_network() -> None:
     assert {r["proxy"]: r["status"] for r in first} == {r.name: "ok" for r in runs}, [r["error"] for r in first]
     again = score_cell(space, job, cell_id, cell_id, runs[:4], worker)
     assert {r["proxy"]: r["score"] for r in again} == {r["proxy"]: r["score"] for r in first[:4]}
-    with pytest.raises(ValueError, match="epsinas cannot score nb301"):
-        proxies.get_proxy("epsinas").space_check("nb301", proxies.get_proxy("epsinas").settings())
+    with pytest.raises(ValueError, match="search space nb301 has no value for it"):
+        proxies.get_proxy("epsinas").settings(None, "nb301", SPACES["nb301"].defaults["proxy_constants"])
 
 
 # --- a real sweep --------------------------------------------------------------------------
