@@ -152,7 +152,6 @@ class DartsNetwork(nn.Module):
         return self.classifier(self.global_pooling(s1).flatten(1))
 
 
-
 class TenasDartsNetwork(nn.Module):
     """TE-NAS's network of the DARTS space, holding one genotype's cells: the thin networks
     TE-NAS scores DARTS cells on (Chen et al., ICLR 2021).
