@@ -21,14 +21,12 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from orchestrator.cluster import ray_defaults
 from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, cell_seed, exact_cuda, score_cell, seed_everything
 from orchestrator.settings import load_settings
@@ -37,7 +35,7 @@ from benchdata.batches import BatchSpec, draw_batch
 from benchdata.images import read_images
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import config, timed_scoring  # noqa: E402
+from harness import actor_scaling, config, synchronize  # noqa: E402
 
 DEFAULT_PROXIES = ["grad_norm", "snip", "synflow", "jacob_cov", "naswot", "params"]
 
@@ -98,29 +96,6 @@ def per_proxy(settings, proxies: list[str], family: list[str], cells: int, devic
         print(f"family together / its costliest member alone ({costliest}): {ratio:.2f}x")
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the GPU's queued work, so a host clock measures it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def actors(settings_overrides: list[str], cells: int) -> None:
-    import ray
-
-    ray_defaults()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
-    print(f"\nPart 2: {cells} cells x six proxies on a local Ray (2 CPUs), load average {os.getloadavg()[0]:.1f}")
-    try:
-        for n in (1, 2):
-            with tempfile.TemporaryDirectory() as out:
-                cfg = config([*settings_overrides, "cells=sample", f"cells.n={cells}", "cells.seed=11",
-                              "sweep.seeds=[0]", "sweep.shard_size=2", f"cluster.num_actors={n}", f"out_dir={out}", "reduce=false"])
-                wall = timed_scoring(cfg)
-                print(f"{n} actor(s): {cells} cells in {wall:.1f} s -> {cells / wall:.3f} cells/s")
-    finally:
-        ray.shutdown()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=12)
@@ -136,7 +111,8 @@ def main() -> None:
     settings = load_settings(config(overrides))
     per_proxy(settings, args.proxies, args.family, args.cells, torch.device(args.device))
     if args.ray_cells:
-        actors([*overrides[:3], f"sweep.proxies=[{','.join(DEFAULT_PROXIES)}]"], args.ray_cells)
+        actor_scaling([*overrides[:3], f"sweep.proxies=[{','.join(DEFAULT_PROXIES)}]", "cells=sample", "sweep.seeds=[0]", "sweep.shard_size=2"], args.ray_cells,
+                      f"Part 2: {args.ray_cells} cells x six proxies", digits=3)
 
 
 if __name__ == "__main__":

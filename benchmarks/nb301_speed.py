@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,14 +26,13 @@ import torch.nn.functional as F
 
 from benchdata.batches import BatchSpec, draw_batch
 from benchdata.images import read_images
-from orchestrator.cluster import ray_defaults
 from orchestrator.plan import Job
 from orchestrator.scoring import JobInputs, Worker, cell_seed, exact_cuda, score_cell, seed_everything
 from orchestrator.settings import load_settings
 from spaces import make_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import config, timed_scoring  # noqa: E402
+from harness import actor_scaling, config, synchronize  # noqa: E402
 
 DEFAULT_PROXIES = ["grad_norm", "snip", "synflow", "jacob_cov", "naswot", "params"]
 FIDELITY_CELLS = 725
@@ -90,28 +88,6 @@ def per_proxy(settings, proxies: list[str], cells: int, device: torch.device) ->
     return medians[together]
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def actors(overrides: list[str], cells: int) -> None:
-    import ray
-
-    ray_defaults()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="proxysweep", log_to_driver=False)
-    print(f"\n{cells} random cells x six proxies on a local Ray (2 CPUs), load average {os.getloadavg()[0]:.1f}")
-    try:
-        for n in (1, 2):
-            with tempfile.TemporaryDirectory() as out:
-                cfg = config([*overrides, f"cells.n={cells}", "cells.seed=11", "sweep.shard_size=1",
-                              f"cluster.num_actors={n}", f"out_dir={out}", "reduce=false"])
-                wall = timed_scoring(cfg)
-                print(f"{n} actor(s): {cells} cells in {wall:.1f} s -> {cells / wall:.4f} cells/s")
-    finally:
-        ray.shutdown()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=3)
@@ -130,8 +106,9 @@ def main() -> None:
     print(f"\n+sweep=nb301_fidelity with these proxies: {FIDELITY_CELLS} cells x {together:.1f} s = {hours:.1f} h "
           f"with one actor, about {hours / 2:.1f} h with two (one per core)")
     if args.ray_cells:
-        actors(["+sweep=nb301_sample", f"data.root={args.data_root}", "cluster.dashboard=false",
-                f"sweep.proxies=[{','.join(DEFAULT_PROXIES)}]"], args.ray_cells)
+        actor_scaling(["+sweep=nb301_sample", f"data.root={args.data_root}", "cluster.dashboard=false",
+                f"sweep.proxies=[{','.join(DEFAULT_PROXIES)}]", "sweep.shard_size=1"], args.ray_cells,
+                      f"{args.ray_cells} random cells x six proxies", digits=4)
 
 
 if __name__ == "__main__":
