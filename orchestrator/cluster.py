@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 NAMESPACE = "proxysweep"
 #: the packages scorer actors import; shipped to clusters joined by address
-PACKAGES = ("orchestrator", "proxies", "spaces", "benchdata")
+PACKAGES = ("orchestrator", "proxies", "spaces", "searches", "benchdata")
 
 
 @dataclass(frozen=True)
