@@ -1,4 +1,5 @@
-"""``python -m orchestrator +sweep=NAME [overrides]``: run a sweep described by Hydra configs.
+"""``python -m orchestrator +sweep=NAME [overrides]``: run a sweep described by Hydra configs;
+``python -m orchestrator +search=NAME [overrides]``: run a search with proxies (``conf/search/``).
 
 Under Hydra's multirun (``-m``), each job writes to its own ``out_dir``, named by its
 overrides under ``hydra.sweep.dir`` (unless ``out_dir`` is among the overrides), and a job
@@ -25,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from orchestrator.config import compose_config, register_configs
 from orchestrator.errors import SweepError
 from orchestrator.files import atomic_write
-from orchestrator.sweep import main_with_errors, run_sweep
+from orchestrator.sweep import main_with_errors, run_job
 
 
 def _multirun_job(cfg: DictConfig) -> bool:
@@ -58,7 +59,7 @@ def hydra_record(cfg: DictConfig) -> Callable[[Path], None]:
 def main(cfg: DictConfig) -> None:
     record = hydra_record(cfg)
     if _multirun_job(cfg):
-        run_sweep(cfg, record)  # an error is this job's; Hydra runs the others, then reports it
+        run_job(cfg, record)  # an error is this job's; Hydra runs the others, then reports it
         return
     code = main_with_errors(cfg, record)
     if code:

@@ -38,6 +38,7 @@ from orchestrator.manifest import Manifest
 from orchestrator.partition import METRICS_SCHEMA, Partition, partition_metrics, read_partitions
 from orchestrator.report import StatusSummary, write_report
 from orchestrator.report_html import HTML_FILE, write_html_report
+from orchestrator.search_report import search_report_parts
 from orchestrator.settings import Settings, load_settings
 from orchestrator.store import ScoreStore, StoredShard
 from proxies import PROXIES
@@ -151,8 +152,11 @@ def reduce_sweep(out_dir: Path, settings: Settings | None = None, store: ScoreSt
         comparisons_path = out_dir / COMPARISONS_FILE
         with atomic_path(comparisons_path) as tmp:
             pq.write_table(comparisons, tmp)
-        report_path = write_report(out_dir / REPORT_FILE, settings, summary, metrics, comparisons)
-        write_html_report(out_dir, settings, metrics, comparisons, partitions, summary)
+        searched = search_report_parts(out_dir)
+        report_path = write_report(out_dir / REPORT_FILE, settings, summary, metrics, comparisons,
+                                   searched[0] if searched else ())
+        write_html_report(out_dir, settings, metrics, comparisons, partitions, summary,
+                          [searched[1]] if searched else ())
     finally:
         if own:
             store.unlock()

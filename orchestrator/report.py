@@ -225,8 +225,9 @@ def views(metrics: pa.Table) -> list[View]:
 
 
 def write_report(path: Path, settings: "Settings", summary: StatusSummary, metrics: pa.Table,
-                 comparisons: pa.Table | None = None) -> Path:
-    """Write ``report.md`` (atomically) and return its path."""
+                 comparisons: pa.Table | None = None, extra_lines: Sequence[str] = ()) -> Path:
+    """Write ``report.md`` (atomically) and return its path; ``extra_lines`` (the search
+    section) go at the end."""
     lines = [
         f"# proxysweep report: {settings.name}",
         "",
@@ -243,4 +244,5 @@ def write_report(path: Path, settings: "Settings", summary: StatusSummary, metri
         lines += _comparison_lines(metrics, comparisons, view)
     lines += _ensemble_lines(settings.ensembles, summary.proxies())
     lines += ["", "## Status and time per proxy", ""] + _status_lines(summary) + _errors(summary)
+    lines += list(extra_lines)
     return atomic_write(path, "\n".join(lines) + "\n")

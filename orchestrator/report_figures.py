@@ -102,3 +102,21 @@ def topk_curves(percents: np.ndarray, curves: dict[str, np.ndarray]) -> bytes:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return png(fig)
+
+
+def search_curves(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], ylabel: str) -> bytes:
+    """Best accuracy found against truth queries, one line per search variant (the mean
+    over runs) with the band between the runs' 25th and 75th percentiles."""
+    fig = Figure(figsize=(8.0, 5.0))
+    ax = fig.subplots()
+    for name, (mean, low, high) in curves.items():
+        x = np.arange(1, len(mean) + 1)
+        line = ax.plot(x, mean, linewidth=1.4, label=name)[0]
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("truth queries (cells 'trained')")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return png(fig)

@@ -301,10 +301,19 @@ def run_sweep(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None
     return SweepResult(settings.out_dir, written, reduction)
 
 
+def run_job(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> Any:
+    """The job a composed config asks for: a search (``+search=NAME``) or a sweep."""
+    if cfg.get("search") is not None:
+        from orchestrator.search import run_search
+
+        return run_search(cfg, on_prepared)
+    return run_sweep(cfg, on_prepared)
+
+
 def main_with_errors(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> int:
     """Run and turn a SweepError into one line on stderr and exit status 2."""
     try:
-        run_sweep(cfg, on_prepared)
+        run_job(cfg, on_prepared)
     except SweepError as exc:
         print(f"proxysweep: error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from orchestrator.errors import SweepError
 from orchestrator.reduce import COMPARISONS_FILE, METRICS_FILE, load_config, stored_scores
+from orchestrator.search_store import read_results, result_files
 from orchestrator.store import ScoreStore
 
 
@@ -67,3 +68,17 @@ def load_comparisons(out_dir: str | Path) -> pa.Table:
     if not path.exists():
         raise SweepError(f"{path} not found: reduce the sweep first (python -m orchestrator.reduce {out_dir})")
     return pq.read_table(path)
+
+
+def load_searches(out_dir: str | Path) -> pa.Table:
+    """Every search run's result in ``out_dir`` (``python -m orchestrator +search=NAME``):
+    one row per (method, settings, proxy, dataset, seed, variant, budget) with the found
+    cell (``arch_id``, ``arch``), its accuracy in each report column, what the run cost
+    (proxy evaluations, truth queries, seconds) and, for searches that query truth, the
+    best-so-far ``curve``. Mean over runs: ``t.to_pandas().groupby(["method", "proxy",
+    "variant", "budget"])["cifar10_test"].agg(["mean", "std"])``."""
+    table = read_results(result_files(Path(out_dir)))
+    if table is None:
+        raise SweepError(f"no search results under {Path(out_dir) / 'searches'}: run one with "
+                         "python -m orchestrator +search=NAME out_dir=...")
+    return table

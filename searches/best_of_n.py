@@ -5,7 +5,7 @@ each of 500 runs, ``searchspace.random_arch()`` N times (uniform over the space'
 with replacement), score each cell, take the argmax; the table reports the chosen cell's
 test accuracy. Beside the proxy's pick, every run reports, on the same N cells, the oracle's
 pick (the best by the search's truth column, ``oracle_truth``) and a random cell (the first
-draw), as NASWOT's Table 2 sets them beside it. A cell whose score is missing or failed
+draw, reported once with budget 1), as NASWOT's Table 2 sets them beside it. A cell whose score is missing or failed
 ranks last; ties go to the first drawn, as ``numpy.argmax`` does in the reference.
 """
 from __future__ import annotations
@@ -50,5 +50,5 @@ def best_of_n(run: SearchRun, inputs: SearchInputs) -> list[Choice]:
     for n in run.params["n"]:
         out.append(Choice("proxy", n, int(rows[int(np.argmax(score[:n]))]), n, 0))
         out.append(Choice("oracle", n, int(rows[int(np.argmax(truth[:n]))]), 0, n))
-        out.append(Choice("random", n, int(rows[0]), 0, 0))
+    out.append(Choice("random", 1, int(rows[0]), 0, 0))  # best of one: the same for every n
     return out
