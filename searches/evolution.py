@@ -18,8 +18,8 @@ NB201. A "trained" cell is a truth query: its accuracy in the search's truth col
   warm-up.
 - evolution: a population of ``population`` cells (plain: the first random-search draws;
   warm: the pool's top cells, i.e. warm random's first queries), then per query a
-  tournament of ``tournament`` distinct members (``random.sample``), the best by truth as
-  parent (the youngest of equal best, as ``sorted(...)[-1]``), one mutation, the child
+  tournament of ``tournament`` distinct members (``random.sample``; AutoDL's R_EA draws
+  with replacement), the best by truth as parent (the youngest of equal best, as ``sorted(...)[-1]``), one mutation, the child
   queried and added, the oldest member removed. Plain and warm evolution draw tournaments
   and mutations from one stream, so they make the same random choices.
 - mutation (``node_edge``, epsinas's ``nasspace.mutate_arch`` = AutoDL's
@@ -32,8 +32,9 @@ Each variant's ``curve`` is the best queried truth after each query (the referen
 ``best_valids``) and its cell is the best queried one (the first on ties); the driver
 reports that cell's test accuracies. ``distinct: true`` draws the pool and the random
 cells without replacement (a queried cell is never drawn again by random search; the
-reference may query a cell twice, and counts it twice). The reference's "move proposal"
-(parents or children chosen by the proxy) is not run here.
+reference may query a cell twice, and counts it twice). Every draw comes from the run's
+own generators (the notebook's ``random.seed = 21`` assigns, and seeds nothing). The
+reference's "move proposal" (parents or children chosen by the proxy) is not run here.
 """
 from __future__ import annotations
 
