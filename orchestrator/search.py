@@ -55,7 +55,7 @@ def base_table(settings: Settings) -> SearchTable:
     """Every cell of the space with every truth column of its table."""
     space = settings.search_space
     cells = space.cells()
-    ids = np.asarray(cells.ids, dtype=object)
+    ids = np.asarray(cells.ids, dtype=str)  # fixed-width strings: Ray hands them to tasks without a copy
     index = {c: k for k, c in enumerate(cells.ids)}
     truth = {}
     for column in space.truth_columns():
@@ -66,7 +66,7 @@ def base_table(settings: Settings) -> SearchTable:
         keep = np.asarray(rows) >= 0
         values[np.asarray(rows)[keep]] = acc[keep]
         truth[column] = values
-    return SearchTable(ids, np.asarray(cells.archs, dtype=object), truth)
+    return SearchTable(ids, np.asarray(cells.archs, dtype=str), truth)
 
 
 def stored_table(settings: Settings, search: SearchSettings, base: SearchTable,

@@ -93,6 +93,20 @@ def ntk_cond(ctx: ScoringContext, params: Mapping[str, Any]) -> float:
     return float(np.mean(conditions))
 
 
+# HNAS's kappa (shuyao95/HNAS foresight/pruners/measures/condnum.py, commit 970789c): the
+# condition number of the very NTK its ntk_trace_norm reads (zero-cost-nas's network, 64
+# augmented images, label logits, per-layer gradients of Conv2d and Linear weights and
+# biases), once, on the sweep's initialisation; HNAS's search (searches/hnas.py) divides it
+# by its gradient metric
+register(
+    "ntk_cond_hnas", higher_is_better=False, uses_labels=True,
+    defaults={"batch_size": 64, "augment": True, "mode": "train", "output": "label_logit",
+              "parameters": "conv_linear", "method": "layer_local", "network": "zero_cost_nas", "repeat": 1,
+              "init": "none"},
+    choices={**NTK_CHOICES, "network": ("zero_cost_nas", "full"), "init": INITS},
+)(ntk_cond)
+
+
 @register(
     "ntk_trace_norm", uses_labels=True,
     # 64 augmented images (nasbench2_pred.py); autograd_hacks: per-layer gradients of one backward

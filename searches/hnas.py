@@ -140,8 +140,8 @@ def check(params: Mapping[str, Any], table: SearchTable) -> None:
         # the accuracy a call returns: HNAS reads cifar10-valid's 12-epoch valid-accuracy
         # (get_infos, --hp 12, mean over trials); the table's 12-epoch column stands in
         "objective": "cifar10_test_12ep",
-        # kappa: the proxy registry's NTK condition number
-        "cond_proxy": "ntk_cond",
+        # kappa: HNAS's condition number of the same NTK as ntk_trace_norm (proxies/ntk.py)
+        "cond_proxy": "ntk_cond_hnas",
     },
     proxy_cells=lambda run, table: pool_draws(run, table).ravel(),
     extra_proxies=lambda params: (params["cond_proxy"],),

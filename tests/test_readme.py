@@ -14,6 +14,7 @@ from conftest import REPO, make_config
 from torch import nn
 
 from orchestrator.sweep import run_sweep
+from orchestrator.search import run_search
 from proxies import PROXIES
 from proxysweep import score
 
@@ -28,11 +29,13 @@ def smoke_folder(ray_session, tmp_path_factory) -> Path:
     run_sweep(make_config(["+sweep=nb201_smoke", "cells.n=6", "sweep.seeds=[0]", "proxy.naswot.batch_size=16",
                            "proxy.grad_norm.batch_size=16", "proxy.snip.batch_size=16",
                            "proxy.jacob_cov.batch_size=16", f"out_dir={cwd / 'outputs' / 'nb201_smoke'}"]))
+    run_search(make_config(["+search=best_of_n", "sweep.proxies=[params]", "search.runs=3", "search.settings.n=[2,4]",
+                            "reduce=false", f"out_dir={cwd / 'outputs' / 'nb201_search'}"]))
     return cwd
 
 
 def test_the_readme_has_the_snippets_this_test_runs() -> None:
-    assert len(PYTHON_BLOCKS) == 4
+    assert len(PYTHON_BLOCKS) == 5
     assert PYTHON_BLOCKS[0].startswith("# my_proxies.py")
 
 
@@ -58,7 +61,7 @@ def test_the_plugin_module_registers_a_working_proxy(tmp_path, monkeypatch) -> N
         sys.modules.pop("my_proxies", None)
 
 
-@pytest.mark.parametrize("index", [1, 2, 3])
+@pytest.mark.parametrize("index", [1, 2, 3, 4])
 def test_python_snippets_run(smoke_folder, monkeypatch, capsys, index) -> None:
     monkeypatch.chdir(smoke_folder)
     namespace: dict = {}
@@ -70,10 +73,14 @@ def test_python_snippets_run(smoke_folder, monkeypatch, capsys, index) -> None:
         assert set(namespace["cost"]["proxy"]) == {"grad_norm", "snip", "synflow", "jacob_cov", "naswot", "params"}
     if index == 3:
         assert "synflow" in capsys.readouterr().out
+    if index == 4:  # 3 runs: the proxy's and the oracle's pick at n = 2 and 4, and one random cell
+        assert len(namespace["found"]) == 3 * 5 and set(namespace["found"]["variant"]) == {"proxy", "oracle", "random"}
 
 
 def test_the_commands_name_sweeps_and_modules_that_exist() -> None:
     for name in set(re.findall(r"\+sweep=([A-Za-z0-9_]+)", README)):
         assert (REPO / "conf" / "sweep" / f"{name}.yaml").exists(), name
+    for name in set(re.findall(r"\+search=([A-Za-z0-9_]+)", README)):
+        assert (REPO / "conf" / "search" / f"{name}.yaml").exists(), name
     for module in set(re.findall(r"python -m ([A-Za-z0-9_.]+)", README)):
         assert importlib.util.find_spec(module) is not None, module

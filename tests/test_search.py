@@ -109,29 +109,29 @@ def test_killed_search_resumes_to_the_same_answer(ray_session, tmp_path) -> None
     """A driver killed with SIGKILL while its runs finish: the rerun runs only the rest,
     and the results equal those of an uninterrupted search."""
     out = tmp_path / "killed"
-    args = [*TINY, "sweep.proxies=[params]", "search.proxies=[params]", "search.runs=300", "search.cells=space",
-            "search.settings.n=[3]"]
+    args = [*TINY, "sweep.proxies=[params]", "search.proxies=[params]", "search.runs=120", "search.cells=space",
+            "search.settings.n=[3]", "reduce=false"]
     run_search(make_config([*args, f"out_dir={out}", "search.runs=1"]))
     cmd = [sys.executable, "-m", "orchestrator", f"data.root={DATA_ROOT}", *args, f"out_dir={out}",
-           f"cluster.address={ray_session}", "reduce=false"]
+           f"cluster.address={ray_session}"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     folder = next((out / "searches").iterdir())
     deadline = time.monotonic() + 300
-    while len(list(folder.glob("*.parquet"))) < 20 and proc.poll() is None and time.monotonic() < deadline:
+    while len(list(folder.glob("*.parquet"))) < 10 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     partial = len(list(folder.glob("*.parquet")))
-    assert 20 <= partial < 300, f"the driver was not killed mid-search ({partial} of 300 runs written)"
+    assert 10 <= partial < 120, f"the driver was not killed mid-search ({partial} of 120 runs written)"
     resumed = run_search(make_config([*args, f"out_dir={out}"]))
-    assert resumed.ran == 300 - partial
+    assert resumed.ran == 120 - partial
     reference = tmp_path / "reference"
     run_search(make_config([*args, f"out_dir={reference}"]))
     cols = ["proxy", "seed", "variant", "budget", "arch_id", "cifar10_test"]
     a = load_searches(out).to_pandas()[cols].sort_values(cols).reset_index(drop=True)
     b = load_searches(reference).to_pandas()[cols].sort_values(cols).reset_index(drop=True)
-    assert len(a) == 300 * 3 and a.equals(b)
+    assert len(a) == 120 * 3 and a.equals(b)
 
 
 @pytest.mark.parametrize("overrides, fragment", [

@@ -15,8 +15,8 @@ def make_table(metric, cond, accuracy, drawable=None) -> SearchTable:
     n = len(metric)
     return SearchTable(np.array([str(i) for i in range(n)]), np.array([f"cell{i}" for i in range(n)]),
                        {"cifar10_test_12ep": np.asarray(accuracy, dtype=np.float64)},
-                       {"snip": np.asarray(metric, dtype=np.float64), "ntk_cond": np.asarray(cond, dtype=np.float64)},
-                       {"snip": True, "ntk_cond": False}, drawable)
+                       {"snip": np.asarray(metric, dtype=np.float64), "ntk_cond_hnas": np.asarray(cond, dtype=np.float64)},
+                       {"snip": True, "ntk_cond_hnas": False}, drawable)
 
 
 def make_run(seed: int = 0, **settings) -> SearchRun:
@@ -108,10 +108,10 @@ def test_proxy_cells_are_the_pool_draws_whatever_the_scores():
     run = make_run()
     cells = METHOD.proxy_cells(run, table)
     assert cells.shape == (20 * 2000,) and set(cells) <= set(range(0, 300, 2))
-    other = make_table(-table.scores["snip"], table.scores["ntk_cond"], table.truth["cifar10_test_12ep"],
+    other = make_table(-table.scores["snip"], table.scores["ntk_cond_hnas"], table.truth["cifar10_test_12ep"],
                        table.drawable)
     np.testing.assert_array_equal(METHOD.proxy_cells(run, other), cells)
-    assert METHOD.proxies_of("snip", run.params) == ("snip", "ntk_cond")
+    assert METHOD.proxies_of("snip", run.params) == ("snip", "ntk_cond_hnas")
 
 
 def test_reference_defaults():
@@ -119,13 +119,13 @@ def test_reference_defaults():
     --n_sample 2000, --scale 5e3, pbounds (0, 1) and (-4, 0), EI with xi 0."""
     assert METHOD.settings() == {
         "calls": 20, "probes": 5, "probe_c": -2.0, "n_sample": 2000, "scale": 5000.0, "t_range": [0.0, 1.0],
-        "c_range": [-4.0, 0.0], "xi": 0.0, "objective": "cifar10_test_12ep", "cond_proxy": "ntk_cond"}
+        "c_range": [-4.0, 0.0], "xi": 0.0, "objective": "cifar10_test_12ep", "cond_proxy": "ntk_cond_hnas"}
 
 
 def test_missing_scores_are_named():
     table = make_table([1.0, 2.0], [1.0, 1.0], [1.0, 2.0])
     table = SearchTable(table.ids, table.archs, table.truth, {"snip": table.scores["snip"]})
-    with pytest.raises(ValueError, match="reads 'ntk_cond' scores"):
+    with pytest.raises(ValueError, match="reads 'ntk_cond_hnas' scores"):
         search(make_run(calls=1, probes=1, n_sample=2), table)
 
 
