@@ -73,8 +73,8 @@ def stored_table(settings: Settings, search: SearchSettings, base: SearchTable,
                  dataset: str) -> tuple[SearchTable, dict[str, np.ndarray]]:
     """``base`` with the folder's stored scores of ``dataset`` (seed ``score_seed``) and the
     rows each needed proxy has a stored row for (any status: a failed cell is not scored
-    again); with ``search.cells=scored`` only cells with a score of every needed proxy
-    are drawable."""
+    again); with ``search.cells=scored`` only cells with a stored row of every needed
+    proxy are drawable."""
     proxies = search.needed_proxies()
     scores = {p: np.full(len(base), np.nan) for p in proxies}
     covered = {p: np.zeros(len(base), dtype=bool) for p in proxies}
@@ -95,8 +95,9 @@ def stored_table(settings: Settings, search: SearchSettings, base: SearchTable,
     direction = {p: searches_direction(p) for p in proxies}
     drawable = None
     if search.cells == "scored":
-        have = np.logical_and.reduce([~np.isnan(scores[p]) for p in proxies])  # -inf (a singular naswot kernel) is a score
-        drawable = np.flatnonzero(have)
+        # a cell every proxy has a stored row of, failed ones included (they rank last): the
+        # cells where proxies fail (no path from input to output) are part of the space
+        drawable = np.flatnonzero(np.logical_and.reduce([covered[p] for p in proxies]))
     return dataclasses.replace(base, scores=scores, higher_is_better=direction, drawable=drawable), covered
 
 
@@ -111,14 +112,15 @@ def make_runs(search: SearchSettings) -> list[SearchRun]:
             for d in search.datasets for p in search.proxies for s in search.seeds]
 
 
-def _check_tables(search: SearchSettings, tables: dict[str, SearchTable], out_dir: Path) -> None:
+def _check_tables(search: SearchSettings, tables: dict[str, SearchTable], covered: dict[str, dict[str, np.ndarray]],
+                  out_dir: Path) -> None:
     """SweepError (one line) for a budget the cells cannot meet, or a scored-only search in
     a folder without the proxies' scores."""
     entry = search.entry
     for dataset, table in tables.items():
         if search.cells == "scored":
             for proxy in search.needed_proxies():
-                if np.isnan(table.scores[proxy]).all():
+                if not covered[dataset][proxy].any():
                     raise SweepError(f"{out_dir} holds no scores of proxy {proxy} on {dataset} (seed {search.score_seed}), "
                                      "which search.cells=scored reads: score them with the sweep first, or set "
                                      "search.cells=space to score the cells the search draws")
@@ -243,7 +245,7 @@ def run_search(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = Non
     tables, covered = {}, {}
     for dataset in search.datasets:
         tables[dataset], covered[dataset] = stored_table(settings, search, base, dataset)
-    _check_tables(search, tables, settings.out_dir)
+    _check_tables(search, tables, covered, settings.out_dir)
     runs = make_runs(search)
     store = ScoreStore(settings.out_dir)
     store.lock()

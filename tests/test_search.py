@@ -90,6 +90,8 @@ def test_search_scores_missing_cells_then_resumes(ray_session, tmp_path) -> None
         assert params[row.arch_id] == max(params[c] for c in drawn)
     # report.md has the search section
     assert "## Searches" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert 'id="search-summary"' in page and "No search simulations" not in page
 
     # lost results (deleted, cut short, a temporary left by a kill) are redone, nothing else
     files = sorted((out / "searches").glob("*/*.parquet"))
