@@ -59,6 +59,9 @@ Choices (and why):
   distinct genotype. Proxies run with gradients enabled (naswot's path check walks the
   autograd graph; its pass keeps no saved tensors), and the supernet is reused across
   perturbations by changing its mixing weights only.
+- Failures: a proxy that raises ends the run (the reference would crash too); a proxy
+  that scores another network of the cell (TE-NAS's thin networks) needs ``network: full``
+  on the supernet, which has no cell string to build one from.
 
 Returns the proxy's pick (``proxy``, budget N) and, for reference, the oracle's pick among
 the same distinct genotypes by ``oracle_truth`` (``oracle``: 0 proxy evaluations, one
