@@ -18,7 +18,7 @@ statistics after it; stem, reductions and head as the benchmark's).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -32,15 +32,18 @@ EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 class ReLUConvBN(nn.Sequential):
     """ReLU, convolution without bias, affine BatchNorm: the benchmark's conv operation.
     With ``zero_cost_nas`` zero-cost-nas's cell operation: a convolution with bias, then
-    BatchNorm without affine parameters and without running statistics."""
+    BatchNorm without affine parameters and without running statistics. ``affine=False``
+    drops the BatchNorm's affine parameters only, as DARTS-style supernets build their
+    cell operations (``spaces.nb201.supernet``)."""
 
     def __init__(
-        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, zero_cost_nas: bool = False
+        self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, zero_cost_nas: bool = False,
+        affine: bool = True,
     ) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=zero_cost_nas),
-            nn.BatchNorm2d(c_out, affine=not zero_cost_nas, track_running_stats=not zero_cost_nas),
+            nn.BatchNorm2d(c_out, affine=affine and not zero_cost_nas, track_running_stats=not zero_cost_nas),
         )
 
 
@@ -51,16 +54,17 @@ class Zero(nn.Module):
         return x.mul(0.0)
 
 
-def make_op(name: str, channels: int, zero_cost_nas: bool = False) -> nn.Module:
-    """One edge operation of a cell (stride 1, channels in == channels out)."""
+def make_op(name: str, channels: int, zero_cost_nas: bool = False, affine: bool = True) -> nn.Module:
+    """One edge operation of a cell (stride 1, channels in == channels out); ``affine``:
+    whether the convolutions' BatchNorms have affine parameters (see ``ReLUConvBN``)."""
     if name == "none":
         return Zero()
     if name == "skip_connect":
         return nn.Identity()
     if name == "nor_conv_1x1":
-        return ReLUConvBN(channels, channels, 1, 1, 0, zero_cost_nas)
+        return ReLUConvBN(channels, channels, 1, 1, 0, zero_cost_nas, affine)
     if name == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3, 1, 1, zero_cost_nas)
+        return ReLUConvBN(channels, channels, 3, 1, 1, zero_cost_nas, affine)
     if name == "avg_pool_3x3":
         return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
     raise ValueError(f"unknown NAS-Bench-201 operation {name!r}; expected one of {OPS}")
@@ -109,13 +113,17 @@ class NB201Network(nn.Module):
     ``depth`` > 0 keeps the first ``depth`` layers (cells and reductions in order) and
     puts the head after them, as TE-NAS's ``depth``; ``stem=False`` leaves the stem out (an
     identity), so the input must have ``channels`` channels; ``zero_cost_nas_ops`` builds
-    the cells' convolutions as zero-cost-nas does (``ReLUConvBN``)."""
+    the cells' convolutions as zero-cost-nas does (``ReLUConvBN``). ``cell`` builds each
+    cell from its channel count instead of ``Cell(ops, ...)`` (the supernet's mixed cells,
+    ``spaces.nb201.supernet``): everything else is built as here."""
 
     def __init__(
         self, ops: Sequence[str], num_classes: int, channels: int = 16, cells_per_stage: int = 5,
         depth: int = 0, stem: bool = True, zero_cost_nas_ops: bool = False,
+        cell: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
+        make_cell = cell or (lambda c_in: Cell(ops, c_in, zero_cost_nas_ops))
         self.stem: nn.Module = nn.Sequential(
             nn.Conv2d(3, channels, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(channels)
         ) if stem else nn.Identity()
@@ -131,7 +139,7 @@ class NB201Network(nn.Module):
             kind, c = plan[-1]
             c = 2 * c if kind == "reduction" else c
         self.cells = nn.Sequential(*(
-            ResidualReduction(c_in, 2 * c_in) if kind == "reduction" else Cell(ops, c_in, zero_cost_nas_ops)
+            ResidualReduction(c_in, 2 * c_in) if kind == "reduction" else make_cell(c_in)
             for kind, c_in in plan
         ))
         self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
