@@ -4,7 +4,8 @@ Proxies and spaces carry their own defaults (``proxies.register``,
 ``spaces.register_space``); ``register_configs`` puts them in Hydra's ConfigStore as the
 ``proxy`` and ``space`` groups' ``registered`` option, which ``conf/config.yaml`` selects,
 so ``proxy.naswot.batch_size=64`` works as an override and the registries and the config
-can never disagree. Plugins named on the command line are imported first, so their
+can never disagree. Search methods' defaults go in the ``search_settings`` group, one option
+per method, which each ``conf/search/*.yaml`` puts under ``search.settings``. Plugins named on the command line are imported first, so their
 settings are there too.
 
 ``compose_config`` builds exactly the config ``python -m orchestrator`` would: the Slurm
@@ -34,12 +35,15 @@ def register_configs(overrides: Sequence[str] = ()) -> None:
     from hydra.core.config_store import ConfigStore
 
     from proxies import PROXIES
+    from searches import SEARCHES
     from spaces import SPACES
 
     load_plugins(plugin_from_overrides(overrides))
     store = ConfigStore.instance()
     store.store(group="proxy", name=REGISTERED, node={n: dict(p.defaults) for n, p in sorted(PROXIES.items())})
     store.store(group="space", name=REGISTERED, node={n: dict(s.defaults) for n, s in sorted(SPACES.items())})
+    for name, method in SEARCHES.items():  # conf/search/*.yaml: /search_settings@search.settings: <method>
+        store.store(group="search_settings", name=name, node=dict(method.defaults))
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
@@ -69,7 +73,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 def _groups() -> set[str]:
     """The config groups: conf/'s folders and the registries' groups."""
-    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"proxy", "space"}
+    return {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"proxy", "space", "search_settings"}
 
 
 class OutDirCheck(Callback):

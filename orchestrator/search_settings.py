@@ -145,9 +145,12 @@ def parse_search(section: Any, space: str, datasets: tuple[str, ...], sweep_seed
     for column in report:
         if column not in truth_columns:
             raise SweepError(f"search.report_truth: no truth column {column!r} in {space}; known: {', '.join(truth_columns)}")
-    for key, value in params.items():  # settings naming a truth column (oracle_truth, ...)
-        if key.endswith("truth") and isinstance(value, str) and value not in truth_columns:
-            raise SweepError(f"search.settings.{key}: no truth column {value!r} in {space}; known: {', '.join(truth_columns)}")
+    for key, value in params.items():  # settings naming truth columns (oracle_truth, truth.<dataset>, objective)
+        named = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for sub, column in named:
+            if (key.endswith("truth") or key == "objective") and isinstance(column, str) and column not in truth_columns:
+                where = f"search.settings.{key}" + (f".{sub}" if sub is not None else "")
+                raise SweepError(f"{where}: no truth column {column!r} in {space}; known: {', '.join(truth_columns)}")
     score_seed = section.get("score_seed", sweep_seeds[0])
     if score_seed not in sweep_seeds:
         raise SweepError(f"search.score_seed={score_seed!r} is not among sweep.seeds {list(sweep_seeds)}")

@@ -161,3 +161,21 @@ def test_unknown_search_config_is_one_line(tmp_path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("proxysweep: error: bad override") and "search/annealing" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_zero_cost_pt_runs_on_ray_and_writes_its_own_report(ray_session, tmp_path) -> None:
+    """A network search through the driver: runs on Ray actors with the dataset's images,
+    scores no cell into the sweep, and the folder gets a report of its searches."""
+    out = tmp_path / "zcpt"
+    tiny = ["+search=zero_cost_pt", "search.runs=2", "search.settings.n_genotypes=1", "search.settings.batch_size=8",
+            "search.settings.validation_batches=1", "search.settings.supernet_channels=4",
+            "search.settings.supernet_cells_per_stage=1", f"out_dir={out}"]
+    outcome = run_search(make_config(tiny))
+    assert outcome.ran == 2
+    found = load_searches(out).to_pandas()
+    assert (found["status"] == "ok").all() and set(found["seed"]) == {0, 1}
+    assert set(found["variant"]) >= {"proxy"} and found["cifar10_test"].notna().all()
+    assert not (out / "scores").exists() or not any((out / "scores").rglob("*.parquet"))
+    assert "## Searches" in (out / "report.md").read_text()
+    assert 'id="search-summary"' in (out / "report.html").read_text()
+    assert run_search(make_config(tiny)).ran == 0  # finished runs are not redone
