@@ -4,6 +4,7 @@ answer), and bad input as one line before any work."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,26 +111,27 @@ def test_search_scores_missing_cells_then_resumes(ray_session, tmp_path) -> None
 def test_killed_search_resumes_to_the_same_answer(ray_session, tmp_path) -> None:
     """A driver killed with SIGKILL while its runs finish: the rerun runs only the rest,
     and the results equal those of an uninterrupted search."""
-    out = tmp_path / "killed"
     args = [*TINY, "sweep.proxies=[params]", "search.proxies=[params]", "search.runs=120", "search.cells=space",
             "search.settings.n=[3]", "reduce=false"]
-    run_search(make_config([*args, f"out_dir={out}", "search.runs=1"]))
+    reference = tmp_path / "reference"
+    run_search(make_config([*args, f"out_dir={reference}"]))
+    out = tmp_path / "killed"  # the same sweep, its cells scored: the kill comes while runs finish
+    shutil.copytree(reference, out, ignore=shutil.ignore_patterns("searches", ".lock"))
     cmd = [sys.executable, "-m", "orchestrator", f"data.root={DATA_ROOT}", *args, f"out_dir={out}",
            f"cluster.address={ray_session}"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    folder = next((out / "searches").iterdir())
     deadline = time.monotonic() + 300
-    while len(list(folder.glob("*.parquet"))) < 10 and proc.poll() is None and time.monotonic() < deadline:
+    written = 0
+    while written < 10 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
+        written = len(list((out / "searches").glob("*/*.parquet")))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    partial = len(list(folder.glob("*.parquet")))
+    partial = len(list((out / "searches").glob("*/*.parquet")))
     assert 10 <= partial < 120, f"the driver was not killed mid-search ({partial} of 120 runs written)"
     resumed = run_search(make_config([*args, f"out_dir={out}"]))
     assert resumed.ran == 120 - partial
-    reference = tmp_path / "reference"
-    run_search(make_config([*args, f"out_dir={reference}"]))
     cols = ["proxy", "seed", "variant", "budget", "arch_id", "cifar10_test"]
     a = load_searches(out).to_pandas()[cols].sort_values(cols).reset_index(drop=True)
     b = load_searches(reference).to_pandas()[cols].sort_values(cols).reset_index(drop=True)
