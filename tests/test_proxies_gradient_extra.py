@@ -290,6 +290,19 @@ def test_ntk_trace_norm_from_hand_per_sample_gradients(method: str) -> None:
     assert got == pytest.approx(expected, rel=1e-5)
 
 
+def test_ntk_cond_hnas_is_the_condition_number_of_ntk_trace_norms_kernel() -> None:
+    """HNAS's kappa (condnum.py): the same per-sample gradients as its trace norm (label
+    logit, Conv2d and Linear weights and biases), largest over smallest eigenvalue."""
+    g = hand_sample_gradients(X, Y, "label_logit", with_bias=True)
+    eig = np.linalg.eigvalsh(g @ g.T)
+    defaults = dict(get_proxy("ntk_cond_hnas").defaults)
+    assert {k: defaults[k] for k in ("output", "parameters", "method", "batch_size", "repeat")} == \
+        {"output": "label_logit", "parameters": "conv_linear", "method": "layer_local", "batch_size": 64, "repeat": 1}
+    params = {**defaults, **BATCH, "network": "full"}  # the tiny network itself, as built
+    assert run("ntk_cond_hnas", tiny_ctx(), **params) == pytest.approx(eig[-1] / eig[0], rel=1e-4)
+    assert not get_proxy("ntk_cond_hnas").higher_is_better
+
+
 def loop_gradients(net: nn.Module, x, y, output: str, names: list[str]) -> np.ndarray:
     """Per-sample gradients by one backward per sample through the batched forward."""
     params = dict(net.named_parameters())
