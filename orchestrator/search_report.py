@@ -37,17 +37,22 @@ def truth_columns(results: pa.Table) -> list[str]:
     return [c for c in results.column_names if c not in _FIXED]
 
 
+def baselines_once(frame: pd.DataFrame) -> pd.DataFrame:
+    """A variant that read no proxy (oracle, random cell, plain evolution) drew the same
+    cells in every proxy's run of a seed (``searches.base``): one baseline, kept once, with
+    the proxy ``(no proxy)``."""
+    frame = frame.copy()
+    baseline = frame["proxy_evaluations"] == 0
+    frame.loc[baseline, "proxy"] = BASELINE
+    return frame[~baseline | ~frame.duplicated(KEYS + ["seed"])]
+
+
 def summarize(results: pa.Table) -> pd.DataFrame:
     """One row per (method, settings, proxy, dataset, variant, budget), the variants that
     read no proxy once per (method, settings, dataset): runs, failed runs,
     mean and std (over runs, ddof 1) of each accuracy column, mean cost, and the published
     figure where there is one."""
-    frame = results.to_pandas()
-    # a variant that read no proxy (oracle, random, plain evolution) drew the same cells in
-    # every proxy's run of a seed (searches.base): it is one baseline, shown once
-    baseline = frame["proxy_evaluations"] == 0
-    frame.loc[baseline, "proxy"] = BASELINE
-    frame = frame[~baseline | ~frame.duplicated(KEYS + ["seed"])]
+    frame = baselines_once(results.to_pandas())
     columns = truth_columns(results)
     errors = frame[frame["status"] == "error"].groupby(["method", "settings_key", "proxy", "dataset"]).size()
     ok = frame[frame["status"] == "ok"]
@@ -104,7 +109,7 @@ def markdown_lines(summary: pd.DataFrame, columns: Sequence[str]) -> list[str]:
 
 def _curves_figure(results: pa.Table) -> str:
     """The best-so-far curves of every (method, proxy, dataset, variant) that queried truth."""
-    frame = results.to_pandas()
+    frame = baselines_once(results.to_pandas())
     frame = frame[(frame["status"] == "ok") & frame["curve"].map(lambda c: c is not None and len(c) > 0)]
     figures = []
     for (method, key, dataset), group in frame.groupby(["method", "settings_key", "dataset"], sort=True):
@@ -112,7 +117,7 @@ def _curves_figure(results: pa.Table) -> str:
         for (proxy, variant), runs in group.groupby(["proxy", "variant"], sort=True):
             length = min(len(c) for c in runs["curve"])
             stack = np.vstack([np.asarray(c[:length], dtype=np.float64) for c in runs["curve"]])
-            curves[f"{variant} ({proxy})"] = (stack.mean(0), np.percentile(stack, 25, 0), np.percentile(stack, 75, 0))
+            curves[variant if proxy == BASELINE else f"{variant} ({proxy})"] = (stack.mean(0), np.percentile(stack, 25, 0), np.percentile(stack, 75, 0))
         data = base64.b64encode(search_curves(curves, "best queried accuracy (%)")).decode()
         title = f"{method} on {dataset}: best accuracy found against truth queries (mean; band: 25th–75th percentile)"
         figures.append(f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
