@@ -2,7 +2,8 @@
 cell's time goes, and whether the GPU scores what the CPU scores.
 
 The gradient family and naswot (``PROXIES``), CIFAR-10 (the smoke sweep's embedded images,
-so no data root is needed), seed 0, shards of 25 as in nb201_all; the cells are a fixed
+so no data root is needed), seed 0, shards of 25 as in nb201_all on a GPU (2 on the CPU, so
+that every actor gets some of its few cells); the cells are a fixed
 sample of 2,000 NB201 cells (numpy seed 16) and each run scores a prefix of it.
 
 Part 1, breakdown: in this process, on ``--breakdown`` cells of the sample, the seconds of
@@ -54,7 +55,9 @@ from harness import config, synchronize, timed_scoring  # noqa: E402
 PROXIES = ["grad_norm", "snip", "grasp", "fisher", "plain", "synflow", "synflow_bn", "l2_norm", "jacob_cov", "naswot"]
 SAMPLE, SAMPLE_SEED, ALL_CELLS = 2000, 16, 15625
 BASE = ["+sweep=nb201_smoke", "cluster.dashboard=false", f"sweep.proxies=[{','.join(PROXIES)}]",
-        "sweep.seeds=[0]", "sweep.shard_size=25", "reduce=false"]
+        "sweep.seeds=[0]", "reduce=false"]
+#: cells per shard: nb201_all's 25 on a GPU; on the CPU's few cells, 2, so every actor has shards
+SHARD_SIZE = {"cuda": 25, "cpu": 2}
 
 
 def sample_ids(space) -> list[str]:
@@ -121,12 +124,14 @@ def breakdown(settings, ids: list[str], device: torch.device) -> None:
         print(f"{name:<44} {med:>9.4f} {med / whole:>17.1%}")
     if device.type == "cuda":
         events = prof.key_averages()
-        kernel = sum(e.self_device_time_total for e in events) / 1e6  # microseconds
+        device_time = "self_device_time_total" if hasattr(events[0], "self_device_time_total") else "self_cuda_time_total"
+        kernel = sum(getattr(e, device_time) for e in events) / 1e6  # microseconds
         launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
         print(f"GPU kernels {kernel:.2f} s of {wall:.2f} s wall ({kernel / wall:.0%} busy with one actor), "
               f"{launches / len(ids):.0f} kernel launches per cell")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
-        print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=8))
+        print(prof.key_averages().table(sort_by=device_time, row_limit=8))
+        torch.cuda.empty_cache()  # the actors of part 2 share this GPU
 
 
 def device_name(device: torch.device) -> str:
@@ -167,7 +172,7 @@ def sweep(ids: list[str], out: str, folder: str, device: str, cluster: list[str]
     path = Path(folder) / f"cells-{len(ids)}.txt"
     path.write_text("\n".join(ids) + "\n")
     return timed_scoring(config([*BASE, "cells=file", f"cells.path={path}", f"out_dir={out}", f"device={device}",
-                                 *cluster]))
+                                 f"sweep.shard_size={SHARD_SIZE[device]}", *cluster]))
 
 
 def throughput(ids: list[str], device: str, args, start: float, folder: str) -> str | None:
