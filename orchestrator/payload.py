@@ -27,6 +27,12 @@ class ScorerSpec:
     device: str
     threads: int
     plugins: tuple[str, ...] = ()
+    #: the fraction of a GPU this actor holds (1/actors_per_gpu), 0 for a CPU actor; below
+    #: 1 its CUDA memory is capped (``orchestrator.placement.memory_fraction``) and a cell
+    #: that runs out is handed back to the pool to be retried alone on the GPU
+    gpu_share: float = 0.0
+    #: cells whose networks its builder process builds ahead (0: no builder process)
+    build_ahead: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,41 @@
 """The pool of scorer actors and the driver loop that feeds them shards.
 
-One actor per GPU of the cluster (``num_gpus=1``) or, without GPUs, per CPU slot
-(``num_cpus=1``, one torch thread), each pinned to its node with a soft node affinity and
-named after node and device so the dashboard tells them apart. The driver hands out one
-shard per idle actor and consumes each actor's per-cell stream. When an actor dies, the
-cells it had not yet returned go back to the front of the queue and the actor is
-replaced; a cell during which workers died ``max_cell_attempts`` times becomes error rows.
+Several actors per GPU (each holding a fraction of it) or, without GPUs, one per
+``threads_per_actor`` CPUs (``orchestrator.placement``), each pinned to its node with a soft
+node affinity and named after node and device so the dashboard tells them apart. The
+driver hands out one shard per idle actor and consumes each actor's per-cell stream,
+telling each call which cells come next so the actor's builder can build them. When an
+actor dies, the cells it had not yet returned go back to the front of the queue and the
+actor is replaced; a cell during which workers died ``max_cell_attempts`` times becomes
+error rows.
 
 A death is counted against a cell only when that cell was the actor's one call in flight:
 a process that dies with a later call queued may have finished the older cell and lost
 only its reply, so those cells are retried one call at a time before anyone is blamed.
+
+A cell that runs out of GPU memory on an actor sharing its GPU (``CellOutOfMemory``) is
+not blamed either: it is retried alone on the GPU. The pool stops sending work to the
+other actors of that GPU, sends each of them a ``release`` call (answered once the calls
+queued before it have run, so the GPU is then idle) and only then sends the cell again,
+with ``alone=True``; the GPU's actors get work again once it is answered. Its rows are
+then whatever it gives alone (error rows if it still runs out).
 """
 from __future__ import annotations
 
 import logging
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import ray
 from ray.exceptions import ActorDiedError, OutOfMemoryError, RayActorError, RayTaskError, WorkerCrashedError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from orchestrator.payload import JobPayload
+from orchestrator.placement import Slot, cluster_has_gpus, node_affinity, plan_slots
 from orchestrator.plan import Shard
-from orchestrator.scoring import Row, describe_error
+from orchestrator.scoring import CellOutOfMemory, Row, describe_error
+
+__all__ = ["Slot", "ShardWork", "cluster_has_gpus", "node_affinity", "plan_slots", "run_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +43,8 @@ log = logging.getLogger(__name__)
 # the scorer raised (RayTaskError), the actor died or became unreachable (RayActorError),
 # Ray's memory monitor killed its process (OutOfMemoryError) or the process crashed.
 CALL_FAILURES = (RayActorError, RayTaskError, OutOfMemoryError, WorkerCrashedError)
-
-
-@dataclass
-class Slot:
-    """A place for one actor: a node and a device kind; the actor in it may be replaced."""
-
-    name: str
-    node_id: str
-    host: str
-    kind: str  # "gpu" or "cpu"
-    threads: int
-    restarts: int = 0
-    actor: Any = None
+#: seconds to wait for an actor to say which GPU it holds before treating it as alone
+PLACEMENT_TIMEOUT = 60.0
 
 
 @dataclass
@@ -57,6 +56,7 @@ class ShardWork:
     rows: list[list[Row]] = field(default_factory=list)
     attempts: dict[int, int] = field(default_factory=dict)
     careful_until: int = -1  # cells up to this index are sent alone (see module docstring)
+    alone: set[int] = field(default_factory=set)  # cells to retry alone on their GPU
 
     @property
     def next_cell(self) -> int:
@@ -65,41 +65,6 @@ class ShardWork:
     @property
     def done(self) -> bool:
         return self.next_cell >= len(self.shard)
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "node"
-
-
-def plan_slots(sweep_name: str, use_gpus: bool, num_actors: int | None) -> list[Slot]:
-    """Slots on the live nodes, round-robin across nodes, at most ``num_actors``."""
-    per_node: list[list[Slot]] = []
-    for node in sorted(ray.nodes(), key=lambda n: n["NodeManagerAddress"]):
-        if not node.get("Alive"):
-            continue
-        res = node.get("Resources", {})
-        gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 0))
-        host = _safe(node.get("NodeManagerHostname") or node["NodeManagerAddress"])
-        ip = _safe(node["NodeManagerAddress"])
-        count, kind = (gpus, "gpu") if use_gpus else (cpus, "cpu")
-        threads = max(1, cpus // max(gpus, 1)) if use_gpus else 1
-        per_node.append([
-            Slot(f"scorer-{_safe(sweep_name)}-{host}-{ip}-{kind}{k}", node["NodeID"], host, kind, threads)
-            for k in range(count)
-        ])
-    slots = [s for group in _round_robin(per_node) for s in group]
-    return slots[:num_actors] if num_actors else slots
-
-
-def _round_robin(groups: list[list[Slot]]) -> list[list[Slot]]:
-    out = []
-    for i in range(max((len(g) for g in groups), default=0)):
-        out.append([g[i] for g in groups if i < len(g)])
-    return out
-
-
-def cluster_has_gpus() -> bool:
-    return ray.cluster_resources().get("GPU", 0) > 0
 
 
 ActorFactory = Callable[[Slot], Any]
@@ -112,6 +77,21 @@ class Assignment:
     slot: Slot
     item: ShardWork
     calls: deque[tuple[int, Any]] = field(default_factory=deque)
+    alone: bool = False  # its one call is a cell scored alone on the GPU
+
+
+@dataclass
+class Drain:
+    """A GPU being emptied so that ``slot`` can score the next cell of ``item`` alone:
+    ``waiting`` holds the other actors' ``release`` calls not yet answered."""
+
+    slot: Slot
+    item: ShardWork
+    waiting: set[Any] = field(default_factory=set)
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    return isinstance(exc, CellOutOfMemory) or isinstance(getattr(exc, "cause", None), CellOutOfMemory)
 
 
 def run_pool(
@@ -134,42 +114,129 @@ def run_pool(
     """
     queue = deque(work)
     idle: deque[Slot] = deque()
+
+    def start(slot: Slot) -> Any:
+        actor = make_actor(slot)
+        slot.group = None
+        slot.placement = actor.placement.remote() if slot.shares_gpu else None
+        return actor
+
     for slot in slots:
-        slot.actor = make_actor(slot)
+        slot.actor = start(slot)
         idle.append(slot)
     busy: dict[Any, Assignment] = {}  # oldest call in flight -> its assignment
+    drains: dict[Any, Drain] = {}  # GPU group -> the cell waiting to be scored alone on it
+    releases: dict[Any, Drain] = {}  # release call -> its drain
+
+    def group(slot: Slot) -> Any:
+        """The GPU a sharing slot's actor holds (None for the others)."""
+        if not slot.shares_gpu:
+            return None
+        if slot.group is None:
+            try:
+                slot.group = ray.get(slot.placement, timeout=PLACEMENT_TIMEOUT)
+            except Exception:  # no answer: it shares with no known actor
+                slot.group = ("unknown", slot.name)
+        return slot.group
+
+    def drained(slot: Slot) -> bool:
+        return bool(drains) and slot.shares_gpu and group(slot) in drains
+
+    def needs_alone(slot: Slot, item: ShardWork) -> bool:
+        return slot.shares_gpu and item.next_cell in item.alone
 
     def submit(a: Assignment) -> None:
-        item = a.item
+        item, slot = a.item, a.slot
+        if a.alone or drained(slot):
+            return
         nxt = a.calls[-1][0] + 1 if a.calls else item.next_cell
         while nxt < len(item.shard):
             careful = (a.calls[0][0] if a.calls else nxt) <= item.careful_until
-            if len(a.calls) >= (1 if careful else window):
+            if len(a.calls) >= (1 if careful else window) or (slot.shares_gpu and nxt in item.alone):
                 break
-            ref = a.slot.actor.score_cell.remote(item.job, item.shard.ids[nxt], item.shard.archs[nxt],
-                                                 item.shard.proxies)
+            kwargs = {}
+            if slot.build_ahead:
+                stop = min(nxt + 1 + slot.build_ahead, len(item.shard))
+                kwargs["ahead"] = tuple(zip(item.shard.ids[nxt + 1:stop], item.shard.archs[nxt + 1:stop]))
+            ref = slot.actor.score_cell.remote(item.job, item.shard.ids[nxt], item.shard.archs[nxt],
+                                               item.shard.proxies, **kwargs)
             a.calls.append((nxt, ref))
             nxt += 1
 
+    def begin_drain(slot: Slot, item: ShardWork) -> None:
+        gpu = group(slot)
+        drain = Drain(slot, item)
+        for other in slots:
+            if other is not slot and other.actor is not None and other.shares_gpu and group(other) == gpu:
+                ref = other.actor.release.remote()
+                drain.waiting.add(ref)
+                releases[ref] = drain
+        drains[gpu] = drain
+        log.warning("cell %s of %s ran out of GPU memory beside %d other actor(s) of its GPU; it is retried "
+                    "alone once they are done", item.shard.ids[item.next_cell], item.shard.name, len(drain.waiting))
+
+    def send_alone(drain: Drain) -> None:
+        """The GPU is empty: score the cell alone on it."""
+        slot, item = drain.slot, drain.item
+        if slot.actor is None:  # its slot was given up meanwhile: another will take the shard
+            del drains[group(slot)]
+            queue.appendleft(item)
+            return
+        pos = item.next_cell
+        ref = slot.actor.score_cell.remote(item.job, item.shard.ids[pos], item.shard.archs[pos],
+                                           item.shard.proxies, alone=True)
+        a = Assignment(slot, item, deque([(pos, ref)]), alone=True)
+        busy[ref] = a
+
+    def send_ready() -> None:
+        for drain in list(drains.values()):
+            if not drain.waiting and not any(a.alone and a.slot is drain.slot for a in busy.values()):
+                send_alone(drain)
+
+    def assign() -> None:
+        send_ready()  # may put a shard back in the queue
+        held = []
+        while idle and queue:
+            slot = idle.popleft()
+            if drained(slot):  # its GPU is being emptied: it waits
+                held.append(slot)
+                continue
+            item = queue.popleft()
+            if needs_alone(slot, item):
+                begin_drain(slot, item)
+                continue
+            a = Assignment(slot, item)
+            submit(a)
+            busy[a.calls[0][1]] = a
+        idle.extend(held)
+        send_ready()  # a drain just begun on a GPU with no other actor
+
     try:
-        while queue or busy:
-            while idle and queue:
-                a = Assignment(idle.popleft(), queue.popleft())
-                submit(a)
-                busy[a.calls[0][1]] = a
-            if not busy:
+        while queue or busy or drains:
+            assign()
+            if not busy and not releases:
                 raise RuntimeError(
                     f"every scorer actor died and none could be restarted; {len(queue)} shard(s) "
                     "were not scored (rerun the same command to resume)"
                 )
-            ready, _ = ray.wait(list(busy), num_returns=1, timeout=wait_seconds)
+            ready, _ = ray.wait([*busy, *releases], num_returns=1, timeout=wait_seconds)
             for ref in ready:
+                if ref in releases:  # answered or failed: either way that actor is off the GPU
+                    releases.pop(ref).waiting.discard(ref)
+                    continue
                 a = busy.pop(ref)
                 item, slot = a.item, a.slot
                 a.calls.popleft()
+                if a.alone:
+                    del drains[group(slot)]
                 try:
                     rows = ray.get(ref)
                 except CALL_FAILURES as exc:
+                    if _out_of_memory(exc) and slot.shares_gpu and not a.alone:
+                        item.alone.add(item.next_cell)
+                        queue.appendleft(item)
+                        idle.append(slot)
+                        continue
                     blamed = _blames_the_cell(exc)
                     if blamed and a.calls and not isinstance(exc, RayTaskError):
                         item.careful_until = a.calls[-1][0]
@@ -188,16 +255,22 @@ def run_pool(
                         queue.appendleft(item)
                     # calls still queued behind the failed one are abandoned: the cells
                     # are handed out again from the first one not done
-                    if isinstance(exc, RayTaskError) or _replace(slot, make_actor, max_actor_restarts):
+                    if isinstance(exc, RayTaskError) or _replace(slot, start, max_actor_restarts):
                         idle.append(slot)
                     continue
+                if a.alone:
+                    item.alone.discard(item.next_cell)
+                    a.alone = False
                 item.rows.append(rows)
                 on_cell(rows)
                 submit(a)
                 if a.calls:
                     busy[a.calls[0][1]] = a
                 else:
-                    on_shard(item)
+                    if item.done:
+                        on_shard(item)
+                    else:  # stopped for a cell to score alone, or for its GPU's drain
+                        queue.appendleft(item)
                     idle.append(slot)
     finally:
         for slot in slots:
@@ -262,6 +335,3 @@ def _replace(slot: Slot, make_actor: ActorFactory, max_restarts: int) -> bool:
     slot.actor = make_actor(slot)
     return True
 
-
-def node_affinity(slot: Slot) -> NodeAffinitySchedulingStrategy:
-    return NodeAffinitySchedulingStrategy(node_id=slot.node_id, soft=True)

@@ -7,6 +7,10 @@ A proxy that scores another network of the cell (``spaces.base.NetworkVariant``)
 under its own seed, on the CPU, so that network too is the same everywhere. A proxy that
 raises gives an error row (score null), one that returns nan or inf a ``nonfinite`` row
 that keeps the value; the other proxies go on.
+
+Building is separate from scoring (``build_cell``) so that an actor can build the next
+cells in another process while it scores this one (``orchestrator.builder``): the network
+is built on the CPU right after seeding, wherever that happens, so it is the same network.
 """
 from __future__ import annotations
 
@@ -30,6 +34,33 @@ if TYPE_CHECKING:
 from benchdata.batches import BatchSpec, derive_seed
 
 Row = dict[str, Any]
+
+
+class CellOutOfMemory(Exception):
+    """A cell ran out of GPU memory on an actor that shares its GPU: the pool retries it
+    alone on the GPU (``orchestrator.pool``) rather than recording an error now."""
+
+
+@dataclass
+class BuiltCell:
+    """A cell's network built on the CPU from its seed, or why it could not be built
+    (the error text of its rows); ``seconds``: what the build took where it ran."""
+
+    model: torch.nn.Module | None
+    error: str | None
+    seconds: float
+
+
+def build_cell(space: SearchSpace, arch: str, num_classes: int, seed: int) -> BuiltCell:
+    """Seed every RNG from ``seed``, then parse and build the cell on the CPU: exactly the
+    steps, in the same order, of every scoring of the cell, here or in a builder process."""
+    seed_everything(seed)
+    start = time.perf_counter()
+    try:
+        model = space.build(space.parse(arch), num_classes)
+    except Exception as exc:  # a malformed or unbuildable cell: every proxy gets the error
+        return BuiltCell(None, f"building the model failed: {describe_error(exc)}", 0.0)
+    return BuiltCell(model, None, time.perf_counter() - start)
 
 
 @dataclass(frozen=True)
@@ -96,10 +127,12 @@ class Outcome:
     exception: BaseException | None = None
 
 
-def run_proxies(ctx: ScoringContext, proxies: Sequence[ProxyRun], seed: int, build_seconds: float = 0.0) -> list[Outcome]:
+def run_proxies(ctx: ScoringContext, proxies: Sequence[ProxyRun], seed: int, build_seconds: float = 0.0,
+                raise_on_oom: bool = False) -> list[Outcome]:
     """Every proxy on the context's network, each after seeding from (``seed``, its name),
     each seeing the initial weights; a proxy that raises gives an error outcome and the
-    others go on."""
+    others go on, except that with ``raise_on_oom`` a CUDA out-of-memory error raises
+    ``CellOutOfMemory`` at once (the cell is to be scored again, alone on its GPU)."""
     out = []
     for run in proxies:
         seed_everything(derive_seed(seed, run.name))
@@ -118,6 +151,8 @@ def run_proxies(ctx: ScoringContext, proxies: Sequence[ProxyRun], seed: int, bui
             status, error, caught = "error", describe_error(exc), exc
             if ctx.device.type == "cuda":
                 torch.cuda.empty_cache()
+            if raise_on_oom and isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise CellOutOfMemory(f"{run.name}: {error}") from None
         finally:
             ctx.restore()
         elapsed = time.perf_counter() - start
@@ -134,31 +169,43 @@ def score_cell(
     arch: str,
     proxies: Sequence[ProxyRun],
     worker: Worker,
+    built: BuiltCell | None = None,
+    raise_on_oom: bool = False,
 ) -> list[Row]:
-    """One row per requested proxy for the cell ``arch_id``, in the order given."""
+    """One row per requested proxy for the cell ``arch_id``, in the order given.
+
+    ``built``: the cell's network as ``build_cell`` made it elsewhere (a builder process);
+    without it the cell is built here. ``raise_on_oom``: see ``run_proxies`` (moving the
+    network to the GPU may run out of memory too)."""
     base = {
         "space": job.job.space, "dataset": job.job.dataset, "seed": job.job.seed, "arch_id": arch_id,
         "arch": arch, "worker": worker.name, "device": str(worker.device), "host": worker.host,
     }
     seed = cell_seed(job.job.space, job.job.seed, arch_id)
-    seed_everything(seed)
+    if built is None:
+        built = build_cell(space, arch, job.num_classes, seed)
+    error = built.error
     start = time.perf_counter()
-    try:
-        spec = space.parse(arch)
-        model = space.build(spec, job.num_classes).to(worker.device).train()
-    except Exception as exc:  # a malformed or unbuildable cell: every proxy gets the error
-        error = f"building the model failed: {describe_error(exc)}"
+    if built.model is not None:
+        try:
+            model = built.model.to(worker.device).train()
+        except Exception as exc:
+            if raise_on_oom and isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise CellOutOfMemory(f"moving the model to {worker.device}: {describe_error(exc)}") from None
+            error = f"building the model failed: {describe_error(exc)}"
+    if error is not None:
         return [
             {**base, "proxy": run.name, "score": None, "status": "error", "error": error,
              "seconds": 0.0, "shared_seconds": 0.0}
             for run in proxies
         ]
-    build_seconds = time.perf_counter() - start
+    build_seconds = built.seconds + time.perf_counter() - start
     build_variant = getattr(space, "build_variant", None)  # the optional hook (spaces.base.BuildsVariants)
-    variants = functools.partial(build_variant, spec, job.num_classes) if build_variant is not None else None
+    variants = (functools.partial(build_variant, space.parse(arch), job.num_classes)
+                if build_variant is not None else None)
     ctx = ScoringContext(model, job.batches, job.input_shape, job.num_classes, worker.device, variants)
     return [
         {**base, "proxy": o.name, "score": o.score, "status": o.status, "error": o.error,
          "seconds": o.seconds, "shared_seconds": o.shared_seconds}
-        for o in run_proxies(ctx, proxies, seed, build_seconds)
+        for o in run_proxies(ctx, proxies, seed, build_seconds, raise_on_oom)
     ]

@@ -40,6 +40,11 @@ CELL_SELECTIONS = {
     "truth": (),  # optional n and seed: a seeded sample of n of them
 }
 DEVICES = ("auto", "cpu", "cuda")
+#: Ray schedules GPU fractions to 1/10,000; past 64 actors a GPU's share of memory and
+#: time per actor is too small to score any network
+MAX_ACTORS_PER_GPU = 64
+#: networks built ahead are held in memory (CPU) until scored
+MAX_BUILD_AHEAD = 16
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,14 @@ class ClusterSettings:
     dashboard_port: int = 8265
     num_actors: int | None = None
     max_actor_restarts: int = 3
+    #: scorer actors sharing each GPU (None: chosen per node, ``orchestrator.placement``)
+    actors_per_gpu: int | None = None
+    #: torch threads of each scorer actor (None: 1 for a CPU actor, the GPU's CPUs shared
+    #: among its actors for a GPU actor); a CPU actor holds that many CPUs
+    threads_per_actor: int | None = None
+    #: cells whose networks an actor builds ahead in its builder process while it scores
+    #: (None: 2 for GPU actors, 0 for CPU actors; 0 builds in the actor, as before)
+    build_ahead: int | None = None
 
 
 @dataclass(frozen=True)
@@ -292,7 +305,19 @@ def parse_cluster(cluster: Mapping[str, Any]) -> ClusterSettings:
         dashboard_host=host, dashboard_port=port,
         num_actors=_optional_positive_int(cluster.get("num_actors"), "cluster.num_actors"),
         max_actor_restarts=restarts,
+        actors_per_gpu=_bounded(cluster.get("actors_per_gpu"), "cluster.actors_per_gpu", 1, MAX_ACTORS_PER_GPU),
+        threads_per_actor=_bounded(cluster.get("threads_per_actor"), "cluster.threads_per_actor", 1, 1024),
+        build_ahead=_bounded(cluster.get("build_ahead"), "cluster.build_ahead", 0, MAX_BUILD_AHEAD),
     )
+
+
+def _bounded(value: Any, where: str, low: int, high: int) -> int | None:
+    """null, or an integer from ``low`` to ``high``."""
+    if value is None:
+        return None
+    if not _is_int(value) or not low <= value <= high:
+        raise SweepError(f"{where} must be null (automatic) or an integer from {low} to {high}; got {value!r}")
+    return value
 
 
 def _non_negative(value: Any, where: str) -> int:

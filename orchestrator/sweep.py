@@ -27,7 +27,8 @@ from orchestrator.monitoring import announce_dashboard
 from orchestrator.payload import JobPayload, ScorerSpec
 from orchestrator.plan import Job, Plan, Shard, make_plan, space_cells
 from orchestrator.plugins import shipped_paths
-from orchestrator.pool import ShardWork, Slot, cluster_has_gpus, node_affinity, plan_slots, run_pool
+from orchestrator.placement import Slot, cluster_has_gpus, describe_slots, node_affinity, plan_slots
+from orchestrator.pool import ShardWork, run_pool
 from orchestrator.progress import Progress
 from orchestrator.reduce import CONFIG_FILE, Reduction, format_summary, reduce_sweep, summary_rows
 from orchestrator.report_html import HTML_FILE
@@ -226,7 +227,7 @@ def score(prepared: Prepared) -> int:
         use_gpus = settings.device == "cuda" or (settings.device == "auto" and cluster_has_gpus())
         if use_gpus and not cluster_has_gpus():
             raise SweepError("device=cuda, but the Ray cluster has no GPUs")
-        slots = plan_slots(settings.name, use_gpus, settings.cluster.num_actors)
+        slots = plan_slots(settings.name, use_gpus, settings.cluster)
         if not slots:
             raise SweepError("the Ray cluster offers no CPU or GPU for a scorer actor")
         payloads = _payloads(prepared)
@@ -235,17 +236,16 @@ def score(prepared: Prepared) -> int:
 
         def make_actor(slot: Slot) -> Any:
             name = slot.name if slot.restarts == 0 else f"{slot.name}-r{slot.restarts}"
-            resources = {"num_gpus": 1, "num_cpus": 0} if slot.kind == "gpu" else {"num_cpus": 1}
             spec = ScorerSpec(name, settings.space, dict(settings.space_settings), settings.proxies,
-                              settings.device, slot.threads, settings.plugins)
+                              settings.device, slot.threads, settings.plugins, slot.gpu_share, slot.build_ahead)
             return remote_scorer.options(
-                name=name, scheduling_strategy=node_affinity(slot), max_concurrency=1, **resources
+                name=name, scheduling_strategy=node_affinity(slot), max_concurrency=1, **slot.resources()
             ).remote(spec)
 
         meta = {"proxysweep.versions": json.dumps(versions()),
                 "proxysweep.settings": prepared.manifest.to_json()}
         progress = Progress(prepared.plan.total_cells, already=prepared.plan.total_cells - prepared.pending_cells)
-        print(f"Scoring {len(prepared.pending)} shard(s) with {len(slots)} {'GPU' if use_gpus else 'CPU'} actor(s)", flush=True)
+        print(f"Scoring {len(prepared.pending)} shard(s) with {describe_slots(slots)}", flush=True)
 
         def on_shard(item: ShardWork) -> None:
             nonlocal written
