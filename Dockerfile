@@ -45,6 +45,7 @@ COPY conf ./conf
 COPY orchestrator ./orchestrator
 COPY proxies ./proxies
 COPY spaces ./spaces
+COPY searches ./searches
 COPY benchdata ./benchdata
 COPY launch ./launch
 COPY proxysweep ./proxysweep

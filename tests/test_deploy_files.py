@@ -50,7 +50,7 @@ def test_dockerfile_builds_the_pinned_torch_for_cuda_and_runs_the_orchestrator()
     assert "--requirement requirements.txt" in text
     assert 'ENTRYPOINT ["python", "-m", "orchestrator"]' in text
     # every package and the configs reach the image (Hydra reads conf/ beside the package)
-    for folder in ("conf", "orchestrator", "proxies", "spaces", "benchdata", "launch"):
+    for folder in ("conf", "orchestrator", "proxies", "spaces", "searches", "benchdata", "launch", "proxysweep"):
         assert f"COPY {folder} ./{folder}\n" in text
     ignored = (REPO / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
