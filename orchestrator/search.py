@@ -33,7 +33,7 @@ from orchestrator.files import atomic_write
 from orchestrator.plugins import load_plugins, shipped_paths
 from orchestrator.pool import cluster_has_gpus
 from orchestrator.reduce import CONFIG_FILE, reduce_sweep, stored_scores
-from orchestrator.scoring import describe_error
+from orchestrator.scoring import describe_error, exact_cuda
 from orchestrator.search_report import format_search_summary, summarize, write_search_only_report
 from orchestrator.search_settings import SearchSettings, parse_search, sweep_proxies
 from orchestrator.search_store import (finished, read_results, result_files, result_rows, run_path, write_run,
@@ -170,7 +170,9 @@ def _execute(runs: Sequence[SearchRun], inputs: SearchInputs, plugins: Sequence[
     if inputs.space is not None:  # a network method: this task's device and one torch thread per CPU
         gpu = torch.cuda.is_available() and bool(ray.get_gpu_ids())
         inputs = dataclasses.replace(inputs, device=torch.device("cuda:0" if gpu else "cpu"))
-        if not gpu:
+        if gpu:
+            exact_cuda()  # float32 and deterministic kernels, as the sweep's scorers
+        else:
             torch.set_num_threads(1)
     out = []
     for run in runs:
