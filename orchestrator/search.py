@@ -26,6 +26,7 @@ import ray
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import proxies as proxy_registry
 import searches
 from orchestrator.cluster import connect, disconnect
 from orchestrator.errors import SweepError
@@ -92,19 +93,13 @@ def stored_table(settings: Settings, search: SearchSettings, base: SearchTable,
             ok = at >= 0
             scores[proxy][at[ok]] = value[ok]
             covered[proxy][at[ok]] = True
-    direction = {p: searches_direction(p) for p in proxies}
+    direction = {p: proxy_registry.get_proxy(p).higher_is_better for p in proxies}
     drawable = None
     if search.cells == "scored":
         # a cell every proxy has a stored row of, failed ones included (they rank last): the
         # cells where proxies fail (no path from input to output) are part of the space
         drawable = np.flatnonzero(np.logical_and.reduce([covered[p] for p in proxies]))
     return dataclasses.replace(base, scores=scores, higher_is_better=direction, drawable=drawable), covered
-
-
-def searches_direction(proxy: str) -> bool:
-    import proxies as proxy_registry
-
-    return proxy_registry.get_proxy(proxy).higher_is_better
 
 
 def make_runs(search: SearchSettings) -> list[SearchRun]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import proxies as proxy_registry
 import searches
 from orchestrator.errors import SweepError
+from orchestrator.settings import _int_list, _is_int, _positive_int, _str_list
 from searches.base import settings_key
 
 SEARCH_DIR = "searches"
@@ -64,29 +65,10 @@ class SearchSettings:
                 "proxies": list(self.proxies), "datasets": list(self.datasets)}
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _names(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
-        raise SweepError(f"{where} must be a non-empty list of names; got {value!r}")
-    if len(set(value)) != len(value):
-        raise SweepError(f"{where} lists a name twice: {list(value)}")
-    return tuple(value)
-
-
 def _seeds(section: Mapping[str, Any]) -> tuple[int, ...]:
+    """``search.seeds``, or ``search.runs`` seeds from ``search.first_seed``."""
     if section.get("seeds") is not None:
-        seeds = section["seeds"]
-        seeds = [seeds] if _is_int(seeds) else seeds
-        if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) and 0 <= s < 2**63 for s in seeds):
-            raise SweepError(f"search.seeds must be a non-empty list of non-negative integers; got {seeds!r}")
-        if len(set(seeds)) != len(seeds):
-            raise SweepError(f"search.seeds lists a seed twice: {list(seeds)}")
-        return tuple(seeds)
+        return _int_list(section["seeds"], "search.seeds")
     runs, first = section.get("runs", 1), section.get("first_seed", 0)
     if not _is_int(runs) or not 1 <= runs <= 1_000_000:
         raise SweepError(f"search.runs must be an integer from 1 to 1000000; got {runs!r}")
@@ -133,7 +115,7 @@ def parse_search(section: Any, space: str, datasets: tuple[str, ...], sweep_seed
         params = entry.settings(section.get("settings") or {})
     except ValueError as exc:
         raise SweepError(str(exc)) from None
-    proxies = _names(section.get("proxies") or list(sweep_proxies), "search.proxies")
+    proxies = _str_list(section.get("proxies") or list(sweep_proxies), "search.proxies")
     for name in proxies:
         if name not in proxy_registry.PROXIES:
             raise SweepError(f"unknown proxy {name!r} in search.proxies; known: {', '.join(sorted(proxy_registry.PROXIES))}")
@@ -141,7 +123,7 @@ def parse_search(section: Any, space: str, datasets: tuple[str, ...], sweep_seed
     if cells not in CELL_CHOICES:
         raise SweepError(f"search.cells must be space (draw from every cell; missing scores are computed) or "
                          f"scored (draw from the cells the sweep scored); got {cells!r}")
-    report = _names(section.get("report_truth") or [], "search.report_truth")
+    report = _str_list(section.get("report_truth"), "search.report_truth")
     for column in report:
         if column not in truth_columns:
             raise SweepError(f"search.report_truth: no truth column {column!r} in {space}; known: {', '.join(truth_columns)}")
@@ -154,7 +136,5 @@ def parse_search(section: Any, space: str, datasets: tuple[str, ...], sweep_seed
     score_seed = section.get("score_seed", sweep_seeds[0])
     if score_seed not in sweep_seeds:
         raise SweepError(f"search.score_seed={score_seed!r} is not among sweep.seeds {list(sweep_seeds)}")
-    per_task = section.get("runs_per_task", 20)
-    if not _is_int(per_task) or per_task < 1:
-        raise SweepError(f"search.runs_per_task must be a positive integer; got {per_task!r}")
+    per_task = _positive_int(section.get("runs_per_task", 20), "search.runs_per_task")
     return SearchSettings(method, proxies, datasets, _seeds(section), params, cells, report, score_seed, per_task)
