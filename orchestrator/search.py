@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 import torch
@@ -70,19 +71,29 @@ def base_table(settings: Settings) -> SearchTable:
     return SearchTable(ids, np.asarray(cells.archs, dtype=str), truth)
 
 
-def stored_table(settings: Settings, search: SearchSettings, base: SearchTable,
+def stored_tables(settings: Settings, search: SearchSettings,
+                  base: SearchTable) -> tuple[dict[str, SearchTable], dict[str, dict[str, np.ndarray]]]:
+    """Per dataset of the search, ``base`` with the folder's stored scores (read once) and
+    the rows each needed proxy has a stored row for (see ``stored_table``)."""
+    try:
+        _manifest, rows = stored_scores(ScoreStore(settings.out_dir), quarantine=False)
+    except SweepError:  # no sweep.json or no scores yet
+        rows = None
+    tables, covered = {}, {}
+    for dataset in search.datasets:
+        tables[dataset], covered[dataset] = stored_table(search, base, rows, dataset)
+    return tables, covered
+
+
+def stored_table(search: SearchSettings, base: SearchTable, rows: pa.Table | None,
                  dataset: str) -> tuple[SearchTable, dict[str, np.ndarray]]:
-    """``base`` with the folder's stored scores of ``dataset`` (seed ``score_seed``) and the
+    """``base`` with the stored scores ``rows`` of ``dataset`` (seed ``score_seed``) and the
     rows each needed proxy has a stored row for (any status: a failed cell is not scored
     again); with ``search.cells=scored`` only cells with a stored row of every needed
     proxy are drawable."""
     proxies = search.needed_proxies()
     scores = {p: np.full(len(base), np.nan) for p in proxies}
     covered = {p: np.zeros(len(base), dtype=bool) for p in proxies}
-    try:
-        _manifest, rows = stored_scores(ScoreStore(settings.out_dir), quarantine=False)
-    except SweepError:  # no sweep.json or no scores yet
-        rows = None
     if rows is not None:
         rows = rows.filter(pc.and_(pc.equal(rows["dataset"], dataset), pc.equal(rows["seed"], search.score_seed)))
         index = base._index
@@ -239,9 +250,7 @@ def run_search(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = Non
     """The whole search for a composed config (``python -m orchestrator +search=NAME``)."""
     settings, search = prepare_search(cfg)
     base = base_table(settings)
-    tables, covered = {}, {}
-    for dataset in search.datasets:
-        tables[dataset], covered[dataset] = stored_table(settings, search, base, dataset)
+    tables, covered = stored_tables(settings, search, base)
     _check_tables(search, tables, covered, settings.out_dir)
     runs = make_runs(search)
     store = ScoreStore(settings.out_dir)
@@ -254,8 +263,7 @@ def run_search(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = Non
           f"proxies x {len(search.seeds)} runs; {len(pending)} of {len(runs)} to run -> {search.folder(settings.out_dir)}",
           flush=True)
     if _score_missing(cfg, settings, search, tables, covered, pending):
-        for dataset in search.datasets:
-            tables[dataset], covered[dataset] = stored_table(settings, search, base, dataset)
+        tables, covered = stored_tables(settings, search, base)
         atomic_write(settings.out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(dict(settings.resolved))))
     store.lock()
     try:
@@ -285,7 +293,7 @@ def run_search(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = Non
             if any(store.scores_dir.rglob("*.parquet")) if store.scores_dir.is_dir() else False:
                 reduce_sweep(settings.out_dir, settings, store)
             else:
-                write_search_only_report(settings.out_dir, settings, summary)
+                write_search_only_report(settings.out_dir, settings)
     finally:
         store.unlock()
     if summary is not None:

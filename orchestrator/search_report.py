@@ -158,7 +158,7 @@ def search_report_parts(out_dir: Path) -> tuple[list[str], Section] | None:
     return markdown_lines(summary, truth_columns(results)), html_section(summary, results)
 
 
-def write_search_only_report(out_dir: Path, settings: Settings, summary: pd.DataFrame | None) -> None:
+def write_search_only_report(out_dir: Path, settings: Settings) -> None:
     """report.md and report.html of a folder that holds searches but no scores (a network
     search such as Zero-Cost-PT scores no cells of its own into the sweep)."""
     parts = search_report_parts(out_dir)
