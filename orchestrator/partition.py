@@ -6,7 +6,9 @@ vector per (proxy, seed) over the cells with truth (nan: no usable score), plus,
 members of mean-rank ensembles, their usable scores of every cell (their ranks are among
 every cell they scored). ``partition_metrics`` turns it into the long rows of
 metrics.parquet, with intervals: bootstrap percentile intervals on common resamples of the
-cells up to ``metrics.bootstrap.asymptotic_above`` cells, Fisher z intervals above.
+cells up to ``metrics.bootstrap.asymptotic_above`` cells; above, Fisher z intervals for the
+correlations (Kendall inside the top K% on the cells chosen) and Wilson intervals for the
+precisions at top K (the cells chosen are the trials).
 """
 from __future__ import annotations
 
@@ -20,15 +22,17 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from orchestrator.ensembles import PAIRWISE, Ensemble, mean_rank
-from orchestrator.metrics import _fmt, ranking_metrics
+from orchestrator.metrics import _fmt, ranking_metrics, top_mask
 from orchestrator.resample import (boot_metrics, draw, draw_weights, poisson_weights, sampled_pairs, vote_pairwise,
                                    vote_sampled)
 from orchestrator.settings import Settings
-from orchestrator.stats import fisher_interval, kendall_counts, pairwise_from_counts, percentile_interval
+from orchestrator.stats import (fisher_interval, kendall_counts, pairwise_from_counts, percentile_interval,
+                               wilson_interval)
 from orchestrator.store import SCHEMA, StoredShard
 
 BOOTSTRAP = "bootstrap-percentile"
 FISHER = "fisher-z"
+WILSON = "wilson"
 #: metrics with a Fisher z interval above the asymptotic threshold
 CORRELATIONS = ("kendall_tau", "spearman", "pearson")
 #: ordered pairs sampled for a vote's pairwise accuracy above the threshold
@@ -254,15 +258,29 @@ def _single(boots: Boots, name: str, seed: int, vec: np.ndarray | None, acc: np.
     boots.values[(name, seed)] = values
     boots.n_cells[(name, seed)] = n
     if boots.asymptotic:
+        chosen = _chosen_counts(s, settings)
         if counts is not None:  # pairwise accuracy = 1/2 + tau_b / 2 * sqrt((n0 - n1) / (n0 - n2))
             with np.errstate(divide="ignore", invalid="ignore"):
-                factor = np.sqrt((counts.n0 - counts.n1) / (counts.n0 - counts.n2).astype(np.float64))
-            boots.draws[(name, seed)] = {"_pa_factor": factor}
+                chosen["_pa_factor"] = np.sqrt((counts.n0 - counts.n1) / (counts.n0 - counts.n2).astype(np.float64))
+        boots.draws[(name, seed)] = chosen
         return
-    draws = boot_metrics(vec, acc, boots.index, settings.metrics.top_k_percent)
+    draws = boot_metrics(vec, acc, boots.index, settings.metrics.top_k_percent, settings.metrics.kendall_top_percent)
     if not pairwise:
         draws.pop(PAIRWISE)
     boots.draws[(name, seed)] = draws
+
+
+def _chosen_counts(scores: np.ndarray, settings: Settings) -> dict[str, np.ndarray]:
+    """How many cells each top-K metric chose (ties at the cut-off included): the sample
+    size of its asymptotic interval, stored as ``_chosen_<metric>``."""
+    metrics = settings.metrics
+    out = {}
+    for k in metrics.top_k_percent:
+        out[f"_chosen_precision_top_{_fmt(k)}"] = np.array([top_mask(scores, k).sum()])
+        out[f"_chosen_precision_bottom_{_fmt(k)}"] = np.array([top_mask(-scores, k).sum()])
+    out[f"_chosen_kendall_top_{_fmt(metrics.kendall_top_percent)}"] = np.array(
+        [top_mask(scores, metrics.kendall_top_percent).sum()])
+    return out
 
 
 def _vote(boots: Boots, ensemble: Ensemble, seed: int, members: np.ndarray, acc: np.ndarray, settings: Settings,
@@ -305,6 +323,14 @@ def _interval(boots: Boots, name: str, seed: int | None, metric: str, value: flo
     if boots.asymptotic and metric in CORRELATIONS:
         low, high = fisher_interval(metric, value, n, level)
         return float(low), float(high), FISHER
+    chosen = [d.get(f"_chosen_{metric}") for d in draws]
+    if boots.asymptotic and draws and all(c is not None for c in chosen):
+        k = int(min(c[0] for c in chosen))
+        if metric.startswith("precision_"):
+            low, high = wilson_interval(value, k, level)
+            return low, high, WILSON
+        low, high = fisher_interval("kendall_tau", value, k, level)
+        return (float(low), float(high), FISHER) if np.isfinite(low) else (None, None, None)
     if boots.asymptotic and metric == PAIRWISE:
         factors = [d.get("_pa_factor", np.array([np.nan]))[0] for d in draws]
         taus = [boots.values[(name, s)]["kendall_tau"] for s in seeds]
@@ -320,8 +346,7 @@ def _rows(part: Partition, boots: Boots, settings: Settings) -> list[dict[str, A
     boot = settings.metrics.bootstrap
     where = dict(space=part.space, dataset=part.dataset, truth=part.truth)
     out: list[dict[str, Any]] = []
-    no_interval = ("no interval: above metrics.bootstrap.asymptotic_above cells only correlations and "
-                   "pairwise accuracies get one")
+    no_interval = "no interval: too few cells for the asymptotic interval"
     names = sorted({p for p, _s in boots.values})
     for name in names:
         seeds = sorted(s for p, s in boots.values if p == name)

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import stats
 
-from orchestrator.metrics import _fmt
+from orchestrator.metrics import _fmt, top_mask
 from orchestrator.stats import tied_pairs
 
 #: elements (draws x cells) handled at once: bounds the memory of a chunk to ~100 MB
@@ -85,9 +85,10 @@ def _precision(s: np.ndarray, a: np.ndarray, s_sorted: np.ndarray, a_sorted: np.
 
 
 def boot_metrics(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray,
-                 top_k: Sequence[float]) -> dict[str, np.ndarray]:
+                 top_k: Sequence[float], kendall_top: float | None = None) -> dict[str, np.ndarray]:
     """Every interval metric of one scored vector on every draw of ``index``.
-    ``scores``: one value per cell of the draw's universe (oriented, nan = not scored)."""
+    ``scores``: one value per cell of the draw's universe (oriented, nan = not scored).
+    ``kendall_top``: also Kendall's tau inside each draw's top ``kendall_top`` percent."""
     n_boot, n_cells = index.shape
     out: dict[str, list[np.ndarray]] = {}
 
@@ -113,7 +114,24 @@ def boot_metrics(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray,
         for k in top_k:
             put(f"precision_top_{_fmt(k)}", _precision(s, a, s_sorted, a_sorted, valid_n, k, top=True))
             put(f"precision_bottom_{_fmt(k)}", _precision(s, a, s_sorted, a_sorted, valid_n, k, top=False))
+        if kendall_top is not None:
+            put(f"kendall_top_{_fmt(kendall_top)}", _kendall_in_top(s, a, kendall_top))
     return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def _kendall_in_top(s: np.ndarray, a: np.ndarray, percent: float) -> np.ndarray:
+    """Kendall's tau-b inside the proxy's (tie-aware) top ``percent`` of each row's drawn
+    cells, as ``metrics.kendall_in_top`` on one vector; a resample repeats cells, as it
+    repeats them for the other metrics."""
+    out = np.full(len(s), np.nan)
+    with warnings.catch_warnings():  # a constant top set: scipy warns and gives nan, the answer
+        warnings.simplefilter("ignore")
+        for i, (row, acc) in enumerate(zip(s, a)):
+            keep = ~np.isnan(row)
+            if keep.sum() > 1:
+                chosen = top_mask(row[keep], percent)
+                out[i] = stats.kendalltau(row[keep][chosen], acc[keep][chosen]).statistic
+    return out
 
 
 def boot_correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:

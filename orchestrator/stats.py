@@ -20,6 +20,8 @@ Everything here is vectorised numpy and never holds an n x n matrix:
   Methods 12:399-413), the correlation between the two estimates by the Pearson-Filon
   formula (Steiger 1980, Psychological Bulletin 87:245-251), and its p-value by inverting
   the interval.
+- ``wilson_interval``: Wilson's score interval of a share (Wilson 1927, JASA 22:209-212),
+  the large-sample interval of a precision at top-K.
 - ``percentile_interval`` and ``bootstrap_p_value``: Efron & Tibshirani (1993, An
   Introduction to the Bootstrap, ch. 13 and 16); the p-value adds one to both counts
   (Davison & Hinkley 1997, Bootstrap Methods and their Application, eq. 4.11).
@@ -27,6 +29,7 @@ Everything here is vectorised numpy and never holds an n x n matrix:
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -166,6 +169,17 @@ def fisher_interval(metric: str, value, n, level: float, q: float | None = None)
     se = fisher_se(metric, value, n)
     # |r| = 1 is clipped before atanh: keep the interval around the value itself
     return np.minimum(np.tanh(z - q * se), value), np.maximum(np.tanh(z + q * se), value)
+
+
+def wilson_interval(share: float, k: int, level: float) -> tuple[float, float]:
+    """Wilson's score interval (Wilson 1927) of a share ``share`` of ``k`` trials: the
+    large-sample interval of a precision at top-K, whose k chosen cells are the trials
+    (the truly best set taken as fixed; at 2,000 cells it is 1.0 to 1.3 times as wide as
+    the bootstrap's, tests/test_intervals.py)."""
+    q = normal_quantile(level)
+    centre = (share + q * q / (2 * k)) / (1 + q * q / k)
+    half = q * math.sqrt(share * (1 - share) / k + q * q / (4 * k * k)) / (1 + q * q / k)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def _zou(r1, r2, r12, metric, n, q):

@@ -16,7 +16,7 @@ from orchestrator.resample import (boot_correlations, boot_metrics, draw, draw_w
                                    vote_sampled)
 from orchestrator.settings import load_settings
 from orchestrator.stats import (fisher_interval, holm, kendall_counts, pairwise_accuracy, percentile_interval,
-                                zou_difference)
+                                wilson_interval, zou_difference)
 
 
 def slow_pairwise(scores: list[list[float]], acc: list[float]) -> float:
@@ -137,6 +137,40 @@ def test_fisher_z_and_bootstrap_agree_at_2000_cells() -> None:
         assert low < value < high
 
 
+def test_wilson_interval_by_hand() -> None:
+    """50 of 100: centre (0.5 + z^2/200) / (1 + z^2/100) = 0.5, half-width
+    1.96 * sqrt(0.0025 + z^2/40000) / (1 + z^2/100) = 0.0962 (the textbook [0.404, 0.596]);
+    0 of 20: [0, z^2/20 / (1 + z^2/20)] = [0, 0.161]."""
+    low, high = wilson_interval(0.5, 100, 0.95)
+    assert low == pytest.approx(0.40383, abs=1e-4) and high == pytest.approx(0.59617, abs=1e-4)
+    low, high = wilson_interval(0.0, 20, 0.95)
+    assert low == 0.0 and high == pytest.approx(0.16113, abs=1e-4)
+
+
+def test_top_k_intervals_of_both_kinds_agree_at_2000_cells() -> None:
+    """Above the threshold a precision at top-K gets Wilson's interval on the chosen cells and
+    the Kendall inside the top K% a Fisher z interval on them; at 2,000 cells they are as wide
+    as the bootstrap's or a little wider (Wilson ignores that the resampled truth set moves,
+    which narrows the bootstrap's), and each bootstrap draw's top-K Kendall is the
+    definition's on the drawn cells."""
+    from orchestrator.metrics import kendall_in_top, precision_at_top, top_count
+
+    n = 2000
+    x, y = _normal_pair(n, 0.6, 5)
+    index = draw(n, 1000, 0, "topk")
+    draws = boot_metrics(x, y, index, top_k=(5, 10, 50), kendall_top=10)
+    for k in (5, 10, 50):
+        boot_low, boot_high = percentile_interval(draws[f"precision_top_{k}"], 0.95)
+        low, high = wilson_interval(precision_at_top(x, y, k), top_count(n, k), 0.95)
+        assert 0.95 <= (high - low) / (boot_high - boot_low) <= 1.4, k
+        assert low < np.median(draws[f"precision_top_{k}"]) < high
+    boot_low, boot_high = percentile_interval(draws["kendall_top_10"], 0.95)
+    low, high = fisher_interval("kendall_tau", kendall_in_top(x, y, 10), top_count(n, 10), 0.95)
+    assert abs(boot_low - low) < 0.06 and abs(boot_high - high) < 0.06
+    for b in (0, 500):
+        assert draws["kendall_top_10"][b] == pytest.approx(kendall_in_top(x[index[b]], y[index[b]], 10))
+
+
 def test_zou_difference_agrees_with_the_bootstrap_of_the_difference() -> None:
     n = 2000
     rng = np.random.default_rng(4)
@@ -249,6 +283,8 @@ def test_reducer_writes_intervals_comparisons_and_nan_notes(tmp_path) -> None:
             assert r["ci_method"] == "bootstrap-percentile" and r["n_boot"] == 200 and r["ci_level"] == 0.95
         else:
             assert r["ci_low"] is None and r["ci_method"] is None
+    top = [r for r in m if (r["proxy"], r["metric"], r["aggregate"]) == ("good", "kendall_top_50", "seed")]
+    assert top and all(r["ci_method"] == "bootstrap-percentile" and r["ci_low"] == pytest.approx(1.0) for r in top)
     ranks = [r for r in m if r["metric"].startswith("best_rank") and r["proxy"] == "good"]
     assert ranks and all(r["ci_method"] is None for r in ranks)
     broken = [r for r in m if r["proxy"] == "broken"]
@@ -280,7 +316,9 @@ def test_reducer_above_the_threshold_uses_fisher_z_and_zou(tmp_path) -> None:
         elif r["metric"] == PAIRWISE:  # the vote: sampled pairs, their standard error in the note
             assert r["ci_method"] == "bootstrap-percentile" and "sampled ordered pairs" in r["note"]
         elif r["metric"].startswith("precision"):
-            assert r["ci_method"] is None and "no interval" in r["note"]
+            assert r["ci_method"] == "wilson" and 0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1
+        elif r["metric"].startswith("kendall_top"):  # Fisher z on the 20 cells of the top half
+            assert r["ci_method"] == "fisher-z" and r["ci_low"] <= r["value"] <= r["ci_high"]
     # seed 0's Spearman of "good" is 1: the Fisher z interval of 1 is [1, 1]
     good = [r for r in rows if (r["proxy"], r["metric"], r["aggregate"]) == ("synflow", "spearman", "seed")]
     assert good[0]["ci_low"] == pytest.approx(1.0)
