@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import ray
+
+from orchestrator.files import atomic_create
 
 if TYPE_CHECKING:
     from orchestrator.settings import ClusterSettings
@@ -42,6 +45,26 @@ def ray_defaults() -> None:
 def auth_disabled() -> bool:
     """Whether the user turned Ray's token authentication off explicitly."""
     return os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled"
+
+
+def private_local_token() -> Path | None:
+    """Make sure the token of an embedded local Ray is readable by this user only.
+
+    With token auth on and no token given, Ray reads ``~/.ray/auth_token`` and, if it is
+    missing, writes a new one there with the process's umask: usually readable by every
+    user of the machine, who could then reach the local instance (127.0.0.1 is shared on a
+    login node). So the token file is created here first, mode 0600, in Ray's own format
+    (64 hex digits, as ``secrets.token_hex(32)``, ray/_private/authentication); one that
+    exists and belongs to this user is narrowed to 0600. ``RAY_AUTH_TOKEN`` given, or auth
+    off: nothing to do (None)."""
+    if auth_disabled() or os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if not atomic_create(path, secrets.token_hex(32), mode=0o600):
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(0o600)
+    return path
 
 
 def token_hint() -> str:
@@ -78,6 +101,7 @@ def connect(cluster: ClusterSettings, plugin_paths: Sequence[str] = ()) -> Conne
         context = ray.init(address=str(address), namespace=NAMESPACE,
                            runtime_env={"py_modules": [*folders, *plugin_paths]})
         return Connection(owned=True, dashboard_url=_dashboard_url(context))
+    private_local_token()
     context = ray.init(
         address="local",  # always a new instance, even if `ray start` runs on this machine
         namespace=NAMESPACE,

@@ -1,7 +1,8 @@
 """One way to write a file: atomically.
 
 Every file proxysweep writes (shards, metrics, report, config, manifest, caches, downloads
-once complete) goes through ``atomic_write`` or ``atomic_path``: the content is written to a
+once complete) goes through ``atomic_write`` or ``atomic_path`` (a secret it must not
+replace, the local Ray token, through ``atomic_create``): the content is written to a
 hidden temporary file beside the target, flushed to disk, and renamed over the target, so a
 kill at any moment leaves either the old file or the new one, never a part. Temporary names
 start with a dot, which Arrow's dataset readers skip, and carry ``TMP_MARK`` so that
@@ -52,6 +53,30 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, fsync: bool = 
     with atomic_path(path, fsync) as tmp:
         tmp.write_bytes(payload)
     return Path(path)
+
+
+def atomic_create(path: str | os.PathLike[str], data: bytes | str, mode: int = 0o600) -> bool:
+    """Create ``path`` with ``data`` and permission ``mode`` unless it exists; returns
+    whether this call created it. The content is complete and the mode set before the
+    name appears (a hard link of the finished temporary file), so no reader, and no other
+    user, ever sees a partial or more open file; of two racing creators one wins."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(target)
+    payload = data.encode() if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.link(tmp, target)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+    return True
 
 
 def fsync_dir(folder: Path) -> None:

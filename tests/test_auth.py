@@ -10,7 +10,9 @@ every Ray on the machine). Then, as a user or an intruder on the network sees it
 - the dashboard's REST API answers 401 without the token, 403 with a wrong one, 200 with
   ``Authorization: Bearer <token>``;
 - a real sweep driver given the token runs to the end, with actors on both nodes;
-- ``RAY_AUTH_MODE=disabled`` is possible for the driver, with a warning.
+- ``RAY_AUTH_MODE=disabled`` is possible for the driver, with a warning;
+- the driver's embedded local Ray keeps its token file private (0600) and refuses a client
+  without it.
 
 Addresses: with more than one node on a host Ray rewrites 127.0.0.1 to the machine's
 routable address (shared/NOTES.md), so the head is at 127.0.0.2 and the second node at
@@ -245,3 +247,58 @@ def test_turning_auth_off_is_an_explicit_choice_with_a_warning(
             monkeypatch.setenv("RAY_AUTH_MODE", mode)
         connect({})
         assert (AUTH_OFF_WARNING in capsys.readouterr().err) == warned, mode
+
+
+#: a driver that starts the embedded local Ray as ``python -m orchestrator`` does, prints
+#: its GCS address and holds it until its standard input closes
+LOCAL_DRIVER = """
+import sys, ray
+from orchestrator.cluster import connect, disconnect
+from orchestrator.settings import ClusterSettings
+connection = connect(ClusterSettings(num_cpus=1, dashboard=False))
+print("gcs", ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+disconnect(connection)
+"""
+
+
+@pytest.mark.parametrize("existing", [None, 0o644])
+def test_the_embedded_local_ray_keeps_its_token_private(tmp_path: Path, existing: int | None) -> None:
+    """The driver's own local Ray (no address) runs with token auth, and its token file,
+    ~/.ray/auth_token, is readable by its user only: created 0600 before Ray would write it
+    with the umask (022 here), or narrowed to 0600 if it was left open. A client without
+    the token is refused by the local instance; one that reads the file connects."""
+    home, stranger = tmp_path / "home", tmp_path / "stranger"
+    stranger.mkdir()
+    token_file = home / ".ray" / "auth_token"
+    if existing is not None:
+        token_file.parent.mkdir(parents=True)
+        token_file.write_text(secrets.token_hex(32))
+        token_file.chmod(existing)
+    local = {**BASE_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    driver = subprocess.Popen([sys.executable, "-c", LOCAL_DRIVER], cwd=REPO, env={**local, "HOME": str(home)},
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True, preexec_fn=lambda: os.umask(0o022))
+    try:
+        line = driver.stdout.readline()
+        while line and not line.startswith("gcs "):
+            line = driver.stdout.readline()
+        assert line, "the driver stopped before its Ray started"
+        gcs = line.split()[1]
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert re.fullmatch(r"[0-9a-f]{64}", token_file.read_text())
+        # a client names the mode (Ray's default for a client is off) and finds the token in its
+        # ~/.ray; another user's client finds none there and is refused by the server
+        attempts = {home: ("connected to 1 nodes", {"RAY_AUTH_MODE": "token"}),
+                    stranger: (REFUSED, {"RAY_gcs_server_port_wait_time_s": "2"})}
+        for where, (expected, extra) in attempts.items():
+            done = subprocess.run([sys.executable, "-c", CONNECT, gcs], env={**local, **extra, "HOME": str(where)},
+                                  capture_output=True, text=True, timeout=120)
+            assert expected in done.stdout + done.stderr, (where, (done.stdout + done.stderr)[-3000:])
+    finally:
+        driver.stdin.close()
+        try:
+            driver.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait()

@@ -94,3 +94,38 @@ def test_every_metric_against_each_truth_column(tmp_path) -> None:
     report = result.report_path.read_text()
     main, other = (report.index(f"## nb201 / cifar10 (truth: `{c}`)") for c in ("cifar10_valid_test", "cifar10_test"))
     assert main < other  # the main column first
+
+
+def test_a_shard_damaged_past_its_footer_is_set_aside_by_the_reducer(tmp_path) -> None:
+    """A file whose footer is whole (so the cheap check passes it) but whose data pages are
+    not: the reducer stops with one error naming it, moves it to quarantine/ (byte for
+    byte), and a second reduction, without it, works on what is left."""
+    from orchestrator.errors import SweepError
+    from orchestrator.store import ScoreStore
+
+    ids = ["1", "2", "3", "4", "6"]
+    rows = [row(0, i, p, float(n)) for n, i in enumerate(ids) for p in ("params", "synflow")]
+    write_folder(tmp_path, manifest("nb201", {"params": True, "synflow": True}), rows, CONFIG)
+    shards = sorted((tmp_path / "scores").rglob("*.parquet"))
+    assert len(shards) == 2
+    victim, survivor = shards
+    (kept,) = set(pq.read_table(survivor)["proxy"].to_pylist())
+    data = bytearray(victim.read_bytes())
+    footer_length = int.from_bytes(data[-8:-4], "little")
+    assert len(data) - 8 - footer_length > 40  # data pages before the footer
+    start = len(data) - 8 - footer_length
+    data[4:start] = b"\xff" * (start - 4)  # every column chunk's pages: garbage
+    victim.write_bytes(bytes(data))
+    from orchestrator.manifest import Manifest
+
+    assert len(ScoreStore(tmp_path).scan(Manifest.read(tmp_path), quarantine=False).shards) == 2  # footers pass
+    with pytest.raises(SweepError) as raised:
+        reduce_sweep(tmp_path)
+    message = str(raised.value)
+    assert "\n" not in message and f"{victim} is damaged" in message and "rerun the sweep" in message
+    moved = sorted((tmp_path / "quarantine").rglob("*"))
+    moved = [p for p in moved if p.is_file()]
+    assert len(moved) == 1 and moved[0].read_bytes() == bytes(data) and not victim.exists()
+    rho = {r["proxy"]: r["value"] for r in reduce_sweep(tmp_path).metrics.to_pylist()
+           if r["metric"] == "spearman" and r["aggregate"] == "seed"}
+    assert math.isfinite(rho[kept]) and all(math.isnan(v) for p, v in rho.items() if p != kept)

@@ -21,6 +21,8 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
+from orchestrator.files import atomic_path
+
 _POLY = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8
 
@@ -100,8 +102,9 @@ def mask(crc: int | np.ndarray) -> int | np.ndarray:
 
 
 def write_records(path: Path, records: Iterable[bytes]) -> None:
-    """Write ``records`` as a TFRecord file (no compression), as TensorFlow's writer does."""
-    with open(path, "wb") as fh:
+    """Write ``records`` as a TFRecord file (no compression), as TensorFlow's writer does
+    (atomically, as every file the project writes)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         for data in records:
             length = struct.pack("<Q", len(data))
             fh.write(length + struct.pack("<I", mask(crc32c(length))))
