@@ -124,6 +124,11 @@ def test_unknown_dataset_in_process(tmp_path, capsys) -> None:
      "space.nb201.proxy_constants.naswot.batch_size: naswot takes no setting 'batch_size' from the space"),
     ("sweep.proxies=[epsinas] space.nb201.proxy_constants.epsinas.weights=[1]",
      "proxy.epsinas.weights must be two finite numbers [low,high]; got [1]"),
+    # a plugin's proxy is checked against its own defaults, as a built-in is
+    ("plugins=[example_plugin.proxies] sweep.proxies=[scaled_params] proxy.scaled_params.scale=oops",
+     "proxy.scaled_params.scale must be a number; got 'oops'"),
+    ("plugins=[example_plugin.proxies] sweep.proxies=[scaled_params] +proxy.scaled_params.factor=2",
+     "proxy.scaled_params.factor is not a setting of scaled_params (its settings: scale)"),
 ])
 def test_bad_values_in_process(tmp_path, capsys, override, fragment) -> None:
     """The same checks without a subprocess: ``main_with_errors`` is the CLI's body."""
@@ -135,6 +140,24 @@ def test_bad_values_in_process(tmp_path, capsys, override, fragment) -> None:
     assert main_with_errors(cfg) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("proxysweep: error: ") and fragment in err[0]
+
+
+def test_the_config_holds_the_registry_and_nothing_else() -> None:
+    """One source: the composed ``proxy`` group is built from the registry, so it names
+    every registered proxy, with its registered defaults, and nothing else (the same for
+    the spaces' ``space`` group)."""
+    from conftest import make_config
+    from omegaconf import OmegaConf
+
+    from proxies import PROXIES
+    from spaces import SPACES
+
+    cfg = make_config([])
+    proxies = OmegaConf.to_container(cfg.proxy, resolve=True)
+    assert set(proxies) == set(PROXIES)
+    for name, entry in PROXIES.items():
+        assert proxies[name] == {k: (list(v) if isinstance(v, tuple) else v) for k, v in entry.defaults.items()}, name
+    assert set(cfg.space) == set(SPACES)
 
 
 def test_other_settings_into_a_folder_with_scores_are_refused(tmp_path, capsys) -> None:

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -192,3 +193,34 @@ def test_score_from_python_equals_the_sweep(base) -> None:
     got = score(model, ["synflow", "naswot", "params"], inputs, targets, seed=cell_seed("nb201", 0, cell))
     stored = {r["proxy"]: r["score"] for r in load_scores(base, truth=False).to_pylist() if r["arch_id"] == int(cell)}
     assert got == stored
+
+
+def test_a_plugin_space_runs_a_sweep(ray_session, tmp_path) -> None:
+    """A space registered from a user's module (tests/example_plugin/spaces.py): its
+    defaults join the config as ``space.conv_widths.*`` (overridable), its cells are scored
+    on Ray, its truth is read from the user's table, and the metrics are those one derives
+    by hand: ``params`` is 39w + 10 for width w (3x3x3 conv without bias 27w, BatchNorm 2w,
+    linear 10w + 10), strictly increasing in w, as the truth 50 + w is: Spearman and Kendall 1."""
+    from orchestrator.plugins import load_plugins
+
+    load_plugins(["example_plugin.spaces"])
+    root = tmp_path / "data"
+    root.mkdir()
+    widths = list(range(1, 7))
+    pq.write_table(pa.table({"arch_id": widths, "cifar10": [50.0 + w for w in widths]}), root / "conv_widths.parquet")
+    out = tmp_path / "out"
+    cfg = make_config(["+sweep=nb201_smoke", "plugins=[example_plugin.spaces]", "sweep.space=conv_widths",
+                       "space.conv_widths.max_width=6", "cells=all", "sweep.seeds=[0]",
+                       "sweep.proxies=[params,synflow]", "sweep.shard_size=3", f"data.root={root}",
+                       "data.images.cifar10=cifar10_smoke.npz", f"out_dir={out}"])
+    assert cfg.space.conv_widths.truth_file == "conv_widths.parquet"
+    result = run_sweep(cfg)
+    assert result.scored_shards == 2
+    rows = load_scores(out).to_pylist()
+    params = {r["arch_id"]: r["score"] for r in rows if r["proxy"] == "params"}
+    assert params == {w: 39.0 * w + 10 for w in widths}
+    assert {r["accuracy"] for r in rows} == {50.0 + w for w in widths}
+    metrics = load_metrics(out).to_pylist()
+    for metric in ("spearman", "kendall_tau"):
+        (value,) = [r["value"] for r in metrics if (r["proxy"], r["metric"], r["aggregate"]) == ("params", metric, "seed")]
+        assert value == pytest.approx(1.0)
