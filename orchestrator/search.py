@@ -3,7 +3,7 @@
 A search belongs to the sweep its config describes (``sweep.*``, ``out_dir``): table
 methods (best-of-N, evolution, HNAS) rank cells by the scores stored in that folder, and
 cells they need that no shard holds are first scored through the normal sweep path
-(``orchestrator.sweep.run_sweep`` with those cells), so a search extends a sweep exactly as
+(``orchestrator.sweep.run_settings`` with those cells), so a search extends a sweep exactly as
 a sweep extends itself. Network methods (Zero-Cost-PT) score networks themselves. Runs go
 to Ray as tasks, table runs in groups (``search.runs_per_task``), each network run alone on
 a CPU or a GPU; each finished run is written at once (``orchestrator.search_store``), so a
@@ -40,7 +40,7 @@ from orchestrator.search_report import format_search_summary, summarize, write_s
 from orchestrator.search_settings import SearchSettings, parse_search, sweep_proxies
 from orchestrator.search_store import (finished, read_results, result_files, result_rows, run_path, write_run,
                                        write_settings)
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import CellSelection, Settings, load_settings
 from orchestrator.store import ScoreStore
 from searches.base import Choice, SearchInputs, SearchRun, SearchTable
 from benchdata.images import read_images
@@ -137,7 +137,7 @@ def _check_tables(search: SearchSettings, tables: dict[str, SearchTable], covere
                 raise SweepError(str(exc)) from None
 
 
-def _score_missing(cfg: DictConfig, settings: Settings, search: SearchSettings, tables: dict[str, SearchTable],
+def _score_missing(settings: Settings, search: SearchSettings, tables: dict[str, SearchTable],
                    covered: dict[str, dict[str, np.ndarray]], pending: Sequence[SearchRun]) -> bool:
     """Score, through the sweep path, the cells the pending runs read that no shard holds;
     True if it scored any."""
@@ -156,15 +156,10 @@ def _score_missing(cfg: DictConfig, settings: Settings, search: SearchSettings, 
     ids = [str(base.ids[r]) for r in sorted(need)]
     print(f"Search {search.method}: {len(ids)} cell(s) it reads are not scored yet: scoring them with the sweep",
           flush=True)
-    sweep_cfg = cfg.copy()
-    with open_dict(sweep_cfg):
-        sweep_cfg.pop("search", None)
-        sweep_cfg.cells = {"select": "ids", "ids": ids}
-        sweep_cfg.sweep.seeds = [search.score_seed]
-        sweep_cfg.reduce = False
-    from orchestrator.sweep import run_sweep
+    from orchestrator.sweep import run_settings
 
-    run_sweep(sweep_cfg)
+    run_settings(dataclasses.replace(settings, cells=CellSelection("ids", ids=tuple(ids)), seeds=(search.score_seed,),
+                         reduce=False))
     return True
 
 
@@ -262,7 +257,7 @@ def run_search(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = Non
     print(f"Search {search.method} on {settings.space} ({', '.join(search.datasets)}): {len(search.proxies)} "
           f"proxies x {len(search.seeds)} runs; {len(pending)} of {len(runs)} to run -> {search.folder(settings.out_dir)}",
           flush=True)
-    if _score_missing(cfg, settings, search, tables, covered, pending):
+    if _score_missing(settings, search, tables, covered, pending):
         tables, covered = stored_tables(settings, search, base)
         atomic_write(settings.out_dir / CONFIG_FILE, OmegaConf.to_yaml(OmegaConf.create(dict(settings.resolved))))
     store.lock()

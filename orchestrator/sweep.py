@@ -274,8 +274,13 @@ def score(prepared: Prepared) -> int:
 def run_sweep(cfg: DictConfig, on_prepared: Callable[[Path], None] | None = None) -> SweepResult:
     """The whole sweep for a composed config (the body of ``python -m orchestrator``);
     ``on_prepared(out_dir)`` runs once the inputs are checked and the folder is taken."""
+    return run_settings(load_settings(cfg), on_prepared)
+
+
+def run_settings(settings: Settings, on_prepared: Callable[[Path], None] | None = None) -> SweepResult:
+    """The whole sweep for settings parsed once (``run_sweep``, or a search that scores the
+    cells it reads with its own settings, other cells and seeds)."""
     _terminate_on_sigterm()
-    settings = load_settings(cfg)
     prepared = prepare(settings)
     reduction = None
     try:

@@ -126,8 +126,7 @@ def inspect_sweep(name: str, overrides: Sequence[str]) -> SweepReport:
     except (SweepError, KeyError, ValueError) as exc:
         report.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return report
-    images = (settings.resolved.get("data") or {}).get("images") or {}
-    report.images = _images_by_name(images, settings.datasets)
+    report.images = _images_by_name(settings.image_names)
     return report
 
 
