@@ -108,3 +108,57 @@ def test_a_converted_table_is_a_truth_source(space, data_root, tmp_path) -> None
     assert other.ground_truth("cifar10", "test_acc_108").to_pylist() == [
         {"arch_id": "a", "accuracy": 0.89}, {"arch_id": "b", "accuracy": 0.79}]
     assert NB101Cell.of([[0, 1], [0, 0]], ["input", "output"]).arch == "1:"
+
+
+def test_the_feature_map_before_pooling_is_the_last_stacks_output(space, sample) -> None:
+    """``forward`` is the classifier of the mean over height and width of
+    ``forward_pre_GAP``, which is what zen reads (proxies.statistics.feature_map)."""
+    from proxies.statistics import feature_map
+
+    torch.manual_seed(0)
+    row = next(r for r in sample if r["hash"] == MOVED_HASH)
+    cell = official_order(prune(row["adjacency"], row["operations"]))
+    net = build_network(cell, 10, stem_channels=16, num_stacks=2, modules_per_stack=1).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        pre = net.forward_pre_GAP(x)
+        assert pre.shape == (2, 32, 16, 16)  # 16 channels, doubled once; one 2x2 max-pool
+        assert torch.equal(feature_map(net, x), pre)
+        assert torch.allclose(net(x), net.classifier(pre.mean((2, 3))))
+
+
+def test_every_proxy_runs_on_an_nb101_network(space) -> None:
+    """Every registered proxy, through the scorer's per-cell path, on a sample cell of a
+    small NB101 network (16 stem channels, 2 stacks of 1 module) with small batches: a
+    finite score each. ntk_cond and linear_regions read TE-NAS's thin networks by
+    default, which NB101 does not have (a sweep stops before Ray, tests/test_cli_errors.py);
+    here they score the benchmark's network (``network=full``)."""
+    import proxies
+    from benchdata.batches import draw_batch
+    from benchdata.images import read_images
+    from orchestrator.plan import Job
+    from orchestrator.scoring import JobInputs, Worker, score_cell
+    from orchestrator.settings import ProxyRun
+
+    torch.set_num_threads(1)
+    small_space = make_space("nb101", {"stem_channels": 16, "num_stacks": 2, "modules_per_stack": 1},
+                             space.data_root)
+    x, y = read_images(data_file("cifar10_smoke.npz"), "cifar10")
+    small = {"zen": {"batch_size": 4, "repeat": 2}, "xi_gsnr": {"num_batches": 2}, "zico": {"num_batches": 2},
+             "ntk_cond": {"batch_size": 8, "network": "full"},
+             "linear_regions": {"batch_size": 100, "forward_batch": 100, "network": "full"}}
+    runs = []
+    for name, proxy in sorted(proxies.PROXIES.items()):
+        if proxy.module.startswith("example_plugin"):
+            continue
+        overrides = dict(small.get(name, {}))
+        if "batch_size" in proxy.defaults and "batch_size" not in overrides and name != "meco":
+            overrides["batch_size"] = 16
+        runs.append(ProxyRun(name, proxy.settings(overrides, "nb101", {"epsinas": {"weights": [1.0e-4, 10.0]}})))
+    assert len(runs) >= 20
+    specs = sorted({s for r in runs for s in r.batches})
+    job = JobInputs(Job("nb101", "cifar10", 0), 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
+    table = space.cells()
+    arch = dict(zip(table.ids, table.archs))[MOVED_HASH]
+    rows = score_cell(small_space, job, MOVED_HASH, arch, runs, Worker("test", torch.device("cpu"), "localhost"))
+    assert {r["proxy"]: r["status"] for r in rows} == {r.name: "ok" for r in runs}, [r["error"] for r in rows]

@@ -22,6 +22,9 @@ line. What this module adds:
   replaced by parameter-free identities, so the trainable parameters are exactly those the
   benchmark counts (``trainable_parameters``: conv weights without bias, BatchNorm scale
   and shift, the dense head).
+* **The feature map before pooling.** nasbench-pytorch pools with ``torch.mean`` in
+  ``forward``, which no hook can see; ``NB101Network.forward_pre_GAP`` returns the last
+  stack's output, the name Zen-NAS's models (idstcv/ZenNAS) give it, for zen.
 * **BatchNorm momentum as the benchmark's.** The benchmark's BatchNorm decay is 0.997
   (TensorFlow convention); PyTorch's momentum is the weight of the new batch, 0.003.
   nasbench-pytorch passes 0.997 to some layers and 0.1 to others. This only changes
@@ -33,6 +36,9 @@ a torch tensor; ``nb101_hash`` computes the hash) and never imports
 """
 from __future__ import annotations
 
+import torch
+from nasbench_pytorch.model import Network
+from nasbench_pytorch.model.model import Placeholder
 from torch import nn
 
 from spaces.nb101.cell import NB101Cell
@@ -42,6 +48,16 @@ BN_MOMENTUM = 1.0 - 0.997
 BN_EPSILON = 1e-5
 
 
+class NB101Network(Network):
+    """nasbench-pytorch's network, with the feature map before global pooling exposed."""
+
+    def forward_pre_GAP(self, x: torch.Tensor) -> torch.Tensor:  # noqa: N802 (Zen-NAS's name)
+        """The last stack's output, which ``forward`` averages over height and width."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
 def build_network(
     cell: NB101Cell, num_classes: int = 10, stem_channels: int = 128, num_stacks: int = 3,
     modules_per_stack: int = 3,
@@ -49,10 +65,7 @@ def build_network(
     """The benchmark's network for ``cell`` in the numbering given, initialised from the
     torch RNG with nasbench-pytorch's initialisation (He normal convolutions, N(0, 0.01)
     head), which zero-cost-nas's NB101 model uses too."""
-    from nasbench_pytorch.model import Network
-    from nasbench_pytorch.model.model import Placeholder
-
-    net = Network(
+    net = NB101Network(
         (cell.array, list(cell.ops)), num_labels=num_classes, stem_out_channels=stem_channels,
         num_stacks=num_stacks, num_modules_per_stack=modules_per_stack,
     )
