@@ -184,25 +184,29 @@ def _value(row: dict[str, Any] | None) -> float:
     return float(row["value"])
 
 
-def _comparison_lines(metrics: pa.Table, comparisons: pa.Table, view: View, metric: str = "spearman") -> list[str]:
-    """Which proxies are separable from the best one (by pooled ``metric``), and which not."""
+def separability(metrics: pa.Table, comparisons: pa.Table, view: View,
+                 metric: str = "spearman") -> tuple[str, list[str]]:
+    """Which proxies are separable from the best one (by pooled ``metric``), and which not:
+    a sentence introducing the list, and one line per other proxy (report.md and
+    report.html say the same)."""
     if comparisons.num_rows == 0:
-        return []
-    comp = [r for r in view_of(comparisons, view).to_pylist() if r["metric"] == metric]
+        return "", []
+    comp = [r for r in view_of(comparisons, view).to_pylist() if r["metric"] == metric and r.get("seed") is None]
     if not comp:
-        return []
+        return "", []
     names = {r["proxy_a"] for r in comp} | {r["proxy_b"] for r in comp}
     pooled = view_of(metrics, view)
     pooled = pooled.filter(pc.and_(pc.equal(pooled["aggregate"], "pooled"), pc.equal(pooled["metric"], metric)))
     value = {r["proxy"]: r["value"] for r in pooled.to_pylist() if r["proxy"] in names and r["value"] is not None
              and np.isfinite(r["value"])}
     if not value:
-        return []
+        return "", []
     best = max(value, key=lambda p: value[p])
     level = metrics["ci_level"].drop_null()[0].as_py() if metrics["ci_level"].null_count < metrics.num_rows else 0.95
-    lines = ["", f"Paired comparisons with the best proxy by {metric} ({best}): difference "
+    intro = (f"Paired comparisons with the best proxy by {metric} ({best}): difference "
              f"{best} − other [{level:.0%} interval], two-sided p, Holm-adjusted over the "
-             f"{len(comp)} pairs ({comp[0]['method']}, on the cells both scored):", ""]
+             f"{len(comp)} pairs ({comp[0]['method']}, on the cells both scored):")
+    lines = []
     for r in sorted(comp, key=lambda r: -abs(r["difference"])):
         if best not in (r["proxy_a"], r["proxy_b"]):
             continue
@@ -210,9 +214,9 @@ def _comparison_lines(metrics: pa.Table, comparisons: pa.Table, view: View, metr
         other = r["proxy_b"] if sign == 1 else r["proxy_a"]
         d, lo, hi = (sign * r["difference"], *sorted((sign * r["ci_low"], sign * r["ci_high"])))
         verdict = "separable" if r["p_holm"] is not None and r["p_holm"] < 1 - level else "not separable"
-        lines.append(f"- {best} vs {other}: {d:+.2f} [{lo:.2f}, {hi:.2f}], p = {r['p_value']:.3g} "
+        lines.append(f"{best} vs {other}: {d:+.2f} [{lo:.2f}, {hi:.2f}], p = {r['p_value']:.3g} "
                      f"(Holm {r['p_holm']:.3g}): {verdict}")
-    return lines
+    return intro, lines
 
 
 def views(metrics: pa.Table) -> list[View]:
@@ -241,7 +245,9 @@ def write_report(path: Path, settings: "Settings", summary: StatusSummary, metri
         space, dataset, truth = view
         lines += ["", f"## {space} / {dataset} (truth: `{truth}`)", ""] + _table(metrics, view)
         lines += ["", "### Pooled over seeds, with intervals", ""] + _interval_table(metrics, view)
-        lines += _comparison_lines(metrics, comparisons, view)
+        intro, verdicts = separability(metrics, comparisons, view)
+        if intro:
+            lines += ["", intro, ""] + [f"- {v}" for v in verdicts]
     lines += _ensemble_lines(settings.ensembles, summary.proxies())
     lines += ["", "## Status and time per proxy", ""] + _status_lines(summary) + _errors(summary)
     lines += list(extra_lines)

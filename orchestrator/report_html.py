@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from orchestrator import report_figures as figures
 from orchestrator.files import atomic_write
-from orchestrator.report import view_of
+from orchestrator.report import separability, view_of
 from orchestrator.report_data import CURVE_PERCENTS, Scored, mean_curve, pareto_front, proxy_correlations, rank_pairs, scored_from
 from orchestrator.report_tables import (DatasetStats, comparison_table, num_cell, ranking_table, read_stats, slug,
                                         stat_cell, table, text_cell)
@@ -253,6 +253,10 @@ def write_html_report(out_dir: Path, settings: Settings, metrics: pa.Table, comp
             mine = view_of(comparisons, view)
             if "seed" in mine.column_names:
                 mine = mine.filter(pc.is_null(mine["seed"]))
+            intro, verdicts = separability(metrics, comparisons, view)
+            if intro:
+                ranking.append(f'<p class="note">{html.escape(intro)}</p><ul class="verdicts">' +
+                               "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>")
             if mine.num_rows:
                 ranking.append("<h4>Pairwise differences, pooled over seeds</h4>" +
                                comparison_table(f"comparisons-{slug(*view)}", mine))

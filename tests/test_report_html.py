@@ -211,6 +211,8 @@ def test_intervals_comparisons_and_extra_sections(hand_report) -> None:
     assert {c[0] for cls, c in parsed.tables["frontier-nb201-cifar10-cifar10_valid_test"] if cls == "pareto"} == {"oracle", "cheap"}
     assert [c[:4] for _, c in parsed.tables["comparisons-nb201-cifar10-cifar10_valid_test"]] == [
         ["oracle", "cheap", "spearman", "0.050[0.010, 0.090]"]]  # the pooled row only
+    # the verdict report.md gives, on the page too (the pooled comparison only)
+    assert "<li>oracle vs cheap: +0.05 [0.01, 0.09], p = 0.01 (Holm 0.03): separable</li>" in page
 
 
 # --- the page in a real browser ------------------------------------------------------------
