@@ -29,9 +29,11 @@ FLAGS = (
 
 class Browser:
     """One Chromium process; ``call`` sends a command and returns its result, keeping
-    every event that arrives meanwhile in ``events``."""
+    every event that arrives meanwhile in ``events``. ``timeout``: the longest wait for one
+    reply or event; generous, since a loaded 2-core machine (the test suite's own Ray
+    workers) slows Chromium's start and the page's image decoding several times over."""
 
-    def __init__(self, binary: str = CHROMIUM or "chromium", timeout: float = 30.0) -> None:
+    def __init__(self, binary: str = CHROMIUM or "chromium", timeout: float = 120.0) -> None:
         self.timeout = timeout
         self.profile = tempfile.mkdtemp(prefix="ps-chromium-")
         self.log = open(os.path.join(self.profile, "chromium.log"), "w")
