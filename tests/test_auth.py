@@ -262,19 +262,43 @@ disconnect(connection)
 """
 
 
-@pytest.mark.parametrize("existing", [None, 0o644])
-def test_the_embedded_local_ray_keeps_its_token_private(tmp_path: Path, existing: int | None) -> None:
+def test_an_open_token_file_is_narrowed_and_a_missing_one_made_private(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the driver does before it starts its local Ray (``private_local_token``): a
+    token file left readable by others (0644) is narrowed to 0600, keeping its token; a
+    missing one is created 0600 with a fresh token in Ray's format; a token given in the
+    environment, or auth turned off, leaves the files alone."""
+    from orchestrator.cluster import private_local_token
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    token_file = tmp_path / ".ray" / "auth_token"
+    token_file.parent.mkdir()
+    token_file.write_text("kept")
+    token_file.chmod(0o644)
+    assert private_local_token() == token_file
+    assert token_file.stat().st_mode & 0o777 == 0o600 and token_file.read_text() == "kept"
+    other = tmp_path / "elsewhere" / "token"
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(other))
+    assert private_local_token() == other
+    assert other.stat().st_mode & 0o777 == 0o600 and re.fullmatch(r"[0-9a-f]{64}", other.read_text())
+    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
+    assert private_local_token() is None
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    assert private_local_token() is None
+
+
+def test_the_embedded_local_ray_keeps_its_token_private(tmp_path: Path) -> None:
     """The driver's own local Ray (no address) runs with token auth, and its token file,
     ~/.ray/auth_token, is readable by its user only: created 0600 before Ray would write it
-    with the umask (022 here), or narrowed to 0600 if it was left open. A client without
-    the token is refused by the local instance; one that reads the file connects."""
+    with the umask (022 here). A client without the token is refused by the local instance;
+    one that reads the file connects."""
     home, stranger = tmp_path / "home", tmp_path / "stranger"
     stranger.mkdir()
     token_file = home / ".ray" / "auth_token"
-    if existing is not None:
-        token_file.parent.mkdir(parents=True)
-        token_file.write_text(secrets.token_hex(32))
-        token_file.chmod(existing)
     local = {**BASE_ENV, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     driver = subprocess.Popen([sys.executable, "-c", LOCAL_DRIVER], cwd=REPO, env={**local, "HOME": str(home)},
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
