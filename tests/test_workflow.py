@@ -97,6 +97,7 @@ def test_every_common_reader_takes_the_scores_folder(base) -> None:
         "pyarrow": pq.read_table(scores).to_pandas(),
         "duckdb": duckdb.sql(f"select * from read_parquet('{scores}/**/*.parquet')").df(),
         "polars": pl.read_parquet(f"{scores}/**/*.parquet").to_pandas(),
+        "polars, lazy (the README's line)": pl.scan_parquet(f"{scores}/**/*.parquet").collect().to_pandas(),
     }
     for reader, frame in frames.items():
         got = sorted(zip(frame["dataset"], frame["seed"].astype(int), frame["arch_id"], frame["proxy"], frame["score"]))
