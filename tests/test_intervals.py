@@ -171,6 +171,26 @@ def test_top_k_intervals_of_both_kinds_agree_at_2000_cells() -> None:
         assert draws["kendall_top_10"][b] == pytest.approx(kendall_in_top(x[index[b]], y[index[b]], 10))
 
 
+def test_the_top_k_kendall_of_each_draw_with_ties_and_gaps() -> None:
+    """The vectorised top-K Kendall of every bootstrap draw equals the definition
+    (metrics.kendall_in_top: tau-b inside the tie-aware top set) on the draw's scored cells,
+    with heavy ties in both variables and cells without a score."""
+    from orchestrator.metrics import kendall_in_top
+
+    rng = np.random.default_rng(4)
+    n = 60
+    scores = rng.integers(0, 8, n).astype(float)
+    scores[rng.choice(n, 7, replace=False)] = np.nan
+    acc = rng.integers(0, 5, n).astype(float)
+    index = draw(n, 200, 0, "ties")
+    got = boot_metrics(scores, acc, index, top_k=(), kendall_top=25)["kendall_top_25"]
+    for b in range(200):
+        s, a = scores[index[b]], acc[index[b]]
+        keep = ~np.isnan(s)
+        want = kendall_in_top(s[keep], a[keep], 25)
+        assert (np.isnan(got[b]) and np.isnan(want)) or got[b] == pytest.approx(want, abs=1e-12), b
+
+
 def test_zou_difference_agrees_with_the_bootstrap_of_the_difference() -> None:
     n = 2000
     rng = np.random.default_rng(4)

@@ -321,6 +321,8 @@ def test_every_proxy_scores_a_tiny_network_of_each_kind(space) -> None:
     ys = [torch.randint(0, classes, (4,), generator=gen) for _ in range(2)]
     cheap = {"zen": {"repeat": 2}, "xi_gsnr": {"num_batches": 2}, "meco": {"gaussian_side": 8}}
     for name, proxy in sorted(PROXIES.items()):
+        if not proxy.module.startswith("proxies."):  # a test plugin another test registered
+            continue
         try:
             proxy.settings(None, space, SPACES[space].defaults["proxy_constants"])
         except ValueError as exc:  # a setting the space would give: epsinas's weights
