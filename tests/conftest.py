@@ -87,3 +87,28 @@ def nb101_cache(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("nb101_cache")
     NB101Space({"cache_dir": str(folder)}).cell_table()
     return folder
+
+
+def library_on_one_cell(space: str, small: dict, constants: dict | None = None):
+    """Every built-in proxy as a ProxyRun (``small``'s settings over its defaults, batches of
+    16 where it reads one, meco's own) and the job inputs of seed 0 on the CIFAR-10 cut:
+    what the tests that run the whole library on one small network of a space score with."""
+    import proxies
+    from benchdata.batches import draw_batch
+    from benchdata.images import read_images
+    from orchestrator.plan import Job
+    from orchestrator.scoring import JobInputs
+    from orchestrator.settings import ProxyRun
+
+    runs = []
+    for name, proxy in sorted(proxies.PROXIES.items()):
+        if not proxy.module.startswith("proxies."):  # a test plugin another test registered
+            continue
+        overrides = dict(small.get(name, {}))
+        if "batch_size" in proxy.defaults and "batch_size" not in overrides and name != "meco":
+            overrides["batch_size"] = 16
+        runs.append(ProxyRun(name, proxy.settings(overrides, space, constants)))
+    x, y = read_images(data_file("cifar10_smoke.npz"), "cifar10")
+    specs = sorted({s for r in runs for s in r.batches})
+    job = JobInputs(Job(space, "cifar10", 0), 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
+    return runs, job

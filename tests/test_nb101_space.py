@@ -133,31 +133,18 @@ def test_every_proxy_runs_on_an_nb101_network(space) -> None:
     finite score each. ntk_cond and linear_regions read TE-NAS's thin networks by
     default, which NB101 does not have (a sweep stops before Ray, tests/test_cli_errors.py);
     here they score the benchmark's network (``network=full``)."""
-    import proxies
-    from benchdata.batches import draw_batch
-    from benchdata.images import read_images
-    from orchestrator.plan import Job
-    from orchestrator.scoring import JobInputs, Worker, score_cell
-    from orchestrator.settings import ProxyRun
+    from conftest import library_on_one_cell
+
+    from orchestrator.scoring import Worker, score_cell
 
     torch.set_num_threads(1)
     small_space = make_space("nb101", {"stem_channels": 16, "num_stacks": 2, "modules_per_stack": 1},
                              space.data_root)
-    x, y = read_images(data_file("cifar10_smoke.npz"), "cifar10")
     small = {"zen": {"batch_size": 4, "repeat": 2}, "xi_gsnr": {"num_batches": 2}, "zico": {"num_batches": 2},
              "ntk_cond": {"batch_size": 8, "network": "full"},
              "linear_regions": {"batch_size": 100, "forward_batch": 100, "network": "full"}}
-    runs = []
-    for name, proxy in sorted(proxies.PROXIES.items()):
-        if proxy.module.startswith("example_plugin"):
-            continue
-        overrides = dict(small.get(name, {}))
-        if "batch_size" in proxy.defaults and "batch_size" not in overrides and name != "meco":
-            overrides["batch_size"] = 16
-        runs.append(ProxyRun(name, proxy.settings(overrides, "nb101", {"epsinas": {"weights": [1.0e-4, 10.0]}})))
+    runs, job = library_on_one_cell("nb101", small, {"epsinas": {"weights": [1.0e-4, 10.0]}})
     assert len(runs) >= 20
-    specs = sorted({s for r in runs for s in r.batches})
-    job = JobInputs(Job("nb101", "cifar10", 0), 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
     table = space.cells()
     arch = dict(zip(table.ids, table.archs))[MOVED_HASH]
     rows = score_cell(small_space, job, MOVED_HASH, arch, runs, Worker("test", torch.device("cpu"), "localhost"))

@@ -12,16 +12,13 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import DATA_ROOT, REPO, data_file, make_config
+from conftest import DATA_ROOT, REPO, data_file, library_on_one_cell, make_config
 from test_cli_errors import assert_one_line_error
 
 import proxies
-from benchdata.batches import draw_batch
-from benchdata.images import read_images
 from orchestrator.errors import SweepError
-from orchestrator.plan import Job
-from orchestrator.scoring import JobInputs, Worker, score_cell
-from orchestrator.settings import ProxyRun, load_settings
+from orchestrator.scoring import Worker, score_cell
+from orchestrator.settings import load_settings
 from orchestrator.store import SCHEMA
 from orchestrator.sweep import run_sweep
 from spaces import SPACES, make_space
@@ -245,7 +242,6 @@ def test_every_proxy_runs_on_an_nb301_network() -> None:
     before Ray, test_bad_input_is_one_line_before_ray)."""
     torch.set_num_threads(1)
     space = make_space("nb301", {"channels": 8, "layers": 5}, DATA_ROOT)
-    x, y = read_images(data_file("cifar10_smoke.npz"), "cifar10")
     small = {"zen": {"batch_size": 4, "repeat": 2},
              "xi_gsnr": {"num_batches": 2}, "zico": {"num_batches": 2},
              "epsinas": {"weights": [1.0e-4, 10.0]},
@@ -253,17 +249,8 @@ def test_every_proxy_runs_on_an_nb301_network() -> None:
              "ntk_cond": {"batch_size": 14, "channels": 1, "cells_per_stage": 1, "depth": 2, "stem": True},
              "linear_regions": {"batch_size": 300, "forward_batch": 100, "channels": 1, "cells_per_stage": 1,
                                 "depth": 2, "stem": False}}
-    runs = []
-    for name, proxy in sorted(proxies.PROXIES.items()):
-        if proxy.module.startswith("example_plugin"):
-            continue
-        overrides = dict(small.get(name, {}))
-        if "batch_size" in proxy.defaults and "batch_size" not in overrides and name != "meco":
-            overrides["batch_size"] = 16
-        runs.append(ProxyRun(name, proxy.settings(overrides)))
+    runs, job = library_on_one_cell("nb301", small)
     assert len(runs) >= 20
-    specs = sorted({s for r in runs for s in r.batches})
-    job = JobInputs(Job("nb301", "cifar10", 0), 10, (3, 32, 32), {s: draw_batch(x, y, "cifar10", 0, s) for s in specs})
     worker = Worker("test", torch.device("cpu"), "localhost")
     cell_id = space.cells().ids[0]
     first = score_cell(space, job, cell_id, cell_id, runs, worker)
