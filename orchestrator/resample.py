@@ -143,8 +143,8 @@ def _kendall_in_top(s: np.ndarray, a: np.ndarray, percent: float) -> np.ndarray:
     for lo in range(0, len(s), step):
         part = slice(lo, lo + step)
         pairs = inside[part, :, None] & inside[part, None, :] & upper
-        dx = np.sign(xs[part, :, None] - xs[part, None, :]).astype(np.int8)
-        dy = np.sign(ys[part, :, None] - ys[part, None, :]).astype(np.int8)
+        dx = _order_signs(xs[part])
+        dy = _order_signs(ys[part])
         n0 = pairs.sum(axis=(1, 2))
         n1 = (pairs & (dx == 0)).sum(axis=(1, 2))
         n2 = (pairs & (dy == 0)).sum(axis=(1, 2))
@@ -153,6 +153,13 @@ def _kendall_in_top(s: np.ndarray, a: np.ndarray, percent: float) -> np.ndarray:
             tau = signed / np.sqrt((n0 - n1).astype(np.float64) * (n0 - n2))
         out[part] = np.where((n0 - n1 > 0) & (n0 - n2 > 0), tau, np.nan)
     return out
+
+
+def _order_signs(values: np.ndarray) -> np.ndarray:
+    """sign(v_i - v_j) of every pair of each row, by comparison: equal infinities tie (as
+    ranks treat them) and nan padding gives 0, with no arithmetic on either."""
+    left, right = values[:, :, None], values[:, None, :]
+    return (left > right).astype(np.int8) - (left < right).astype(np.int8)
 
 
 def boot_correlations(scores: np.ndarray, accuracy: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
