@@ -66,10 +66,15 @@ def _row_ties(sorted_rows: np.ndarray) -> np.ndarray:
     return tied_pairs([sorted_rows.ravel()], group, n_rows)
 
 
+def _row_top_count(valid_n: np.ndarray, percent: float) -> np.ndarray:
+    """``metrics.top_count`` of each row: k = ceil(percent% of its scored cells), 1 to n."""
+    return np.minimum(valid_n, np.maximum(1, np.ceil(valid_n * percent / 100.0 - 1e-9).astype(np.int64)))
+
+
 def _precision(s: np.ndarray, a: np.ndarray, s_sorted: np.ndarray, a_sorted: np.ndarray,
                valid_n: np.ndarray, percent: float, top: bool) -> np.ndarray:
     """Tie-aware precision at top (or bottom) ``percent`` of each row (nan = not drawn)."""
-    k = np.minimum(valid_n, np.maximum(1, np.ceil(valid_n * percent / 100.0 - 1e-9).astype(np.int64)))
+    k = _row_top_count(valid_n, percent)
     rows = np.arange(len(s))
     idx = np.maximum(k - 1, 0)
     if top:  # k-th largest: the sorted rows hold valid values first, ascending
@@ -127,7 +132,7 @@ def _kendall_in_top(s: np.ndarray, a: np.ndarray, percent: float) -> np.ndarray:
     k% of the cells), tau-b = (C - D) / sqrt((n0 - n1)(n0 - n2)) as scipy counts it."""
     valid = ~np.isnan(s)
     valid_n = valid.sum(axis=1)
-    k = np.minimum(valid_n, np.maximum(1, np.ceil(valid_n * percent / 100.0 - 1e-9).astype(np.int64)))
+    k = _row_top_count(valid_n, percent)
     ordered = np.sort(np.where(valid, s, -np.inf), axis=1)[:, ::-1]
     cut = ordered[np.arange(len(s)), np.maximum(k - 1, 0)]
     chosen = valid & (s >= cut[:, None])
